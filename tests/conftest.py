@@ -1,0 +1,67 @@
+"""Offline fixtures: tiny encoders built once per test run from the project's own corpus."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+
+from spacy_mbert.encoders.tiny import build_tiny
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+SHARED_DATA = Path(os.environ.get("SPACY_MBERT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def corpus_text_files():
+    files = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".txt", ".tsv", ".json", ".jsonl"))
+    assert files, f"no corpus text under {CORPUS}"
+    return files
+
+
+@pytest.fixture(scope="session")
+def tiny_wordpiece_dir(tmp_path_factory) -> Path:
+    """An M-BERT-style checkpoint: cased WordPiece vocab.txt + tokenizer.json, random weights."""
+    return build_tiny(tmp_path_factory.mktemp("tiny-wordpiece"), texts=corpus_text_files())
+
+
+@pytest.fixture(scope="session")
+def tiny_unigram_dir(tmp_path_factory) -> Path:
+    """An XLM-R-style checkpoint whose tokenizer is only a tokenizer.json (like multilingual-e5)."""
+    return build_tiny(
+        tmp_path_factory.mktemp("tiny-unigram"), texts=corpus_text_files(), tokenizer_type="unigram"
+    )
+
+
+@pytest.fixture
+def offline_env(tmp_path):
+    """Environment for a subprocess with no Hub access and an empty Hugging Face cache.
+
+    huggingface_hub reads these variables at import time, so offline behaviour is
+    tested in a fresh interpreter rather than by patching this one.
+    """
+    env = dict(os.environ)
+    home = tmp_path / "empty-hf-home"
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"))
+    return env
+
+
+def run_python(code: str, env=None, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; return the completed process (text output)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+def blank_xx():
+    """A blank multilingual pipeline with the BERT-aligned tokenizer."""
+    return spacy.blank("xx", config={"nlp": {"tokenizer": {"@tokenizers": "spacy-mbert.MultilingualTokenizer.v1"}}})
+
+
+def transformer_pipeline(encoder_dir, **model_config):
+    nlp = blank_xx()
+    config = {"@architectures": "spacy-mbert.MBertTransformer.v1", "name": str(encoder_dir), **model_config}
+    nlp.add_pipe("transformer", config={"model": config})
+    return nlp
