@@ -87,11 +87,27 @@ class MBertTransformerModel(TransformerModel):
             grad_scaler_config=dict(grad_scaler_config),
         )
 
+    def from_bytes(self, bytes_data: bytes) -> "MBertTransformerModel":
+        try:
+            return super().from_bytes(bytes_data)
+        except UserError:
+            raise
+        except Exception as error:  # msgpack and torch raise many unrelated types
+            raise UserError(
+                f"The transformer model file is corrupted or truncated ({type(error).__name__}: "
+                f"{_first_line(error)}); re-save or re-download the pipeline."
+            ) from None
+
     def copy(self) -> "MBertTransformerModel":
         copied = super().copy()
         copied.__class__ = MBertTransformerModel
         copied.init = _init_transformer
         return copied
+
+
+def _first_line(error: Exception, limit: int = 120) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else ""
 
 
 def _init_transformer(model: TransformerModel, X=None, Y=None) -> None:
@@ -231,8 +247,8 @@ class MBertShim(HFShim):
             config_dict, tok_dict = msg["config"], dict(msg["tokenizer"])
         except Exception as error:  # msgpack raises several unrelated types
             raise UserError(
-                f"The transformer weights file is corrupted or truncated ({type(error).__name__}); "
-                f"re-save or re-download the pipeline."
+                f"The transformer weights are corrupted or truncated ({type(error).__name__}: "
+                f"{_first_line(error)}); re-save or re-download the pipeline."
             ) from None
         if not config_dict:
             self._hfmodel = HFObjects(
@@ -256,8 +272,8 @@ class MBertShim(HFShim):
         except Exception as error:
             raise UserError(
                 f"The transformer weights in this pipeline could not be read ({type(error).__name__}: "
-                f"{str(error).splitlines()[0][:120] if str(error) else ''}); the file is corrupted, "
-                f"truncated or from an incompatible model. Re-save or re-download the pipeline."
+                f"{_first_line(error)}); the file is corrupted, truncated or from an incompatible "
+                f"model. Re-save or re-download the pipeline."
             ) from None
         transformer.to(device)
         self._model = transformer

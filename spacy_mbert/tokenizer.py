@@ -22,7 +22,7 @@ import functools
 import re
 import sys
 import unicodedata
-from typing import Callable, List, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -75,17 +75,31 @@ def _char_class(runs: List[Tuple[int, int]]) -> str:
     return "".join(parts)
 
 
+# Hugging Face tokenizers match special-token strings in raw text ("[SEP]" in a
+# tweet becomes the separator), so such a string must stay one spaCy token.
+DEFAULT_SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>")
+
+
 @functools.lru_cache(maxsize=None)
-def _pattern() -> "re.Pattern[str]":
+def _character_classes() -> Tuple[str, str]:
     # Built on first use (scanning all code points takes ~0.4 s), not at import.
-    separators = _char_class(_ranges(_is_separator))
-    singles = _char_class(_ranges(_is_punctuation) + _CJK_RANGES)
-    # Three alternatives, tried in order: a run of separators, one punctuation or
-    # CJK character, or a run of anything else (a "word").
-    return re.compile(f"([{separators}]+)|([{singles}])|([^{separators}{singles}]+)")
+    return _char_class(_ranges(_is_separator)), _char_class(_ranges(_is_punctuation) + _CJK_RANGES)
 
 
-def split_bert_words(text: str) -> Tuple[List[str], List[bool]]:
+@functools.lru_cache(maxsize=None)
+def _pattern(special_tokens: Tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> "re.Pattern[str]":
+    separators, singles = _character_classes()
+    # Alternatives, tried in order: a run of separators, a special-token string,
+    # one punctuation or CJK character, or a run of anything else (a "word").
+    specials = "|".join(re.escape(token) for token in sorted(special_tokens, key=len, reverse=True))
+    return re.compile(
+        f"([{separators}]+)|{f'({specials})|' if specials else ''}([{singles}])|([^{separators}{singles}]+)"
+    )
+
+
+def split_bert_words(
+    text: str, special_tokens: Tuple[str, ...] = DEFAULT_SPECIAL_TOKENS
+) -> Tuple[List[str], List[bool]]:
     """Split ``text`` into spaCy ``words`` and ``spaces`` at BERT's boundaries.
 
     A single space after a token becomes that token's trailing whitespace; any
@@ -93,7 +107,7 @@ def split_bert_words(text: str) -> Tuple[List[str], List[bool]]:
     """
     words: List[str] = []
     spaces: List[bool] = []
-    for match in _pattern().finditer(text):
+    for match in _pattern(tuple(special_tokens)).finditer(text):
         piece = match.group(0)
         if match.lastindex != 1:
             words.append(piece)
@@ -111,11 +125,12 @@ def split_bert_words(text: str) -> Tuple[List[str], List[bool]]:
 class MultilingualTokenizer:
     """Callable spaCy tokenizer: ``tokenizer(text) -> Doc``; ``doc.text == text`` always."""
 
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab, special_tokens: Sequence[str] = DEFAULT_SPECIAL_TOKENS):
         self.vocab = vocab
+        self.special_tokens = tuple(special_tokens)
 
     def __call__(self, text: str) -> Doc:
-        words, spaces = split_bert_words(text)
+        words, spaces = split_bert_words(text, self.special_tokens)
         return Doc(self.vocab, words=words, spaces=spaces)
 
     def pipe(self, texts, batch_size: int = 1000):
@@ -138,11 +153,17 @@ class MultilingualTokenizer:
 
 
 @registry.tokenizers("spacy-mbert.MultilingualTokenizer.v1")
-def create_multilingual_tokenizer() -> Callable[["spacy.Language"], MultilingualTokenizer]:  # noqa: F821
-    """Tokenizer for ``lang = "xx"`` pipelines that splits where BERT does."""
+def create_multilingual_tokenizer(
+    special_tokens: List[str] = list(DEFAULT_SPECIAL_TOKENS),
+) -> Callable[["spacy.Language"], MultilingualTokenizer]:  # noqa: F821
+    """Tokenizer for ``lang = "xx"`` pipelines that splits where BERT does.
+
+    special_tokens (List[str]): Strings kept as one token because the encoder's
+        tokenizer reads them as special tokens (BERT's and XLM-R's by default).
+    """
 
     def make_tokenizer(nlp) -> MultilingualTokenizer:
-        return MultilingualTokenizer(nlp.vocab)
+        return MultilingualTokenizer(nlp.vocab, special_tokens)
 
     return make_tokenizer
 

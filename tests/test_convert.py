@@ -140,12 +140,13 @@ def test_textcat_unknown_fields_warn_once(tmp_path, nlp):
     ([{"text": "a", "labels": []}], [':1: "labels" is empty']),
     ([{"text": "a", "labels": ["x", 3]}], [':1: "labels"[1] must be a non-empty string, got 3']),
     ([{"text": "a", "label": None}], [':1: "label" must be a non-empty string']),
+    ([{"text": "a", "labels": "x"}], [':1: "labels" must be a list of strings, got a string']),
     ([{"text": "a", "label": "x", "labels": ["x"]}], [':1: has both "label" and "labels"']),
     ([{"text": "a", "label": "x"}, {"text": "b", "label": "x"}, {"text": "c", "labels": ["x"]}],
      [':3: uses "labels" but line 1 uses "label"']),
     ([{"text": "a", "label": "x", "lang": "German"}], [':1: "lang" must be a language code', "'German'"]),
 ], ids=["bad-json", "not-object", "missing-text", "empty-text", "non-string-text", "missing-label",
-        "empty-labels", "non-string-labels", "null-label", "both-styles", "mixed-styles", "bad-lang"])
+        "empty-labels", "non-string-labels", "null-label", "labels-not-list", "both-styles", "mixed-styles", "bad-lang"])
 def test_textcat_errors(tmp_path, nlp, lines, fragments):
     src = write_jsonl(tmp_path / "t.jsonl", lines)
     assert_error(lambda: read_textcat(src, nlp=nlp, lang="en"), f"{src}{fragments[0]}", *fragments[1:])
@@ -268,6 +269,11 @@ def squad_error_cases():
          ['qas[0] (id "q1"): answers[0].answer_start must be a character offset', "got -1"]),
         ("empty-answer-text", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("", 0)])]}]),
          ['qas[0] (id "q1"): answers[0]: "text" is empty']),
+        ("impossible-not-bool", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [], impossible="no")]}]),
+         ['qas[0] (id "q1"): "is_impossible" must be true or false']),
+        ("answers-not-list", squad([{"context": ok_context, "qas": [{**ok, "answers": {"text": "Bonn"}}]}]),
+         ['qas[0] (id "q1"): "answers" must be a list, got an object']),
+        ("missing-paragraphs", {"data": [{"title": "t"}]}, ['data[0]: "paragraphs" is missing']),
         ("missing-id", squad([{"context": ok_context, "qas": [{"question": "Which?", "answers": []}]}]),
          ['data[0].paragraphs[0].qas[0]: "id" is missing']),
         ("duplicate-id", squad([{"context": ok_context, "qas": [ok]}, {"context": ok_context, "qas": [ok]}]),
@@ -434,6 +440,15 @@ def test_write_docbin_keeps_user_data(tmp_path, nlp):
 # --------------------------------------------------------------------------- shipped corpus
 
 
+# corpus/<folder>/ -> (task, multilabel); corpus/raw/ is pretraining text, not converted.
+CORPUS_TASKS = {
+    "textcat": ("textcat", False),
+    "textcat_multilabel": ("textcat", True),
+    "qa": ("qa", None),
+    "translation": ("translation", None),
+}
+
+
 def _corpus_records(path):
     if path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))["data"]
@@ -441,27 +456,24 @@ def _corpus_records(path):
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
-def _corpus_task(path):
-    if path.suffix == ".json":
-        return "qa"
-    if path.suffix == ".tsv":
-        return "translation"
-    first = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return "translation" if "source" in json.loads(first) else "textcat"
-
-
-CORPUS_FILES = sorted(
-    p for p in CORPUS_DIR.rglob("*") if p.is_file() and p.suffix in {s for ss in TASK_SUFFIXES.values() for s in ss}
-    and p.name != "labels.json" and "labels" not in p.stem
-) if CORPUS_DIR.is_dir() else []
-
-
-@pytest.mark.skipif(not CORPUS_FILES, reason="no corpus/ data files yet")
-def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp):
-    for path in CORPUS_FILES:
-        task = _corpus_task(path)
-        labels = path.parent / "labels.json"
+@pytest.mark.parametrize("folder", sorted(CORPUS_TASKS))
+def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp, folder):
+    task, multilabel = CORPUS_TASKS[folder]
+    directory = CORPUS_DIR / folder
+    files = sorted(
+        p for p in directory.glob("*") if p.suffix in TASK_SUFFIXES[task] and p.name != "labels.json"
+    ) if directory.is_dir() else []
+    if not files:
+        pytest.skip(f"no data files in {directory}")
+    labels = directory / "labels.json"
+    for path in files:
+        try:
+            expected = _corpus_records(path)
+        except (ValueError, KeyError):
+            pytest.skip(f"{path} is not complete yet")
         summary = convert(task, path, tmp_path / f"{path.stem}.spacy", nlp=nlp,
-                          labels_path=labels if task == "textcat" and labels.exists() else None)
-        assert summary["docs"] == _corpus_records(path), path
-        assert None not in summary["per_lang"], path
+                          labels_path=labels if labels.exists() else None)
+        assert summary["docs"] == expected, path
+        assert sum(summary["per_lang"].values()) == expected and None not in summary["per_lang"], path
+        if multilabel is not None:
+            assert summary["multilabel"] is multilabel, path

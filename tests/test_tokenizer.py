@@ -12,7 +12,7 @@ from .conftest import blank_xx
 ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200)
 TRICKY = st.sampled_from(
     list(" \t\n\r\u00a0\u3000\u2028\u200b\u200d\u200e\u202e\ufeff\x00\x1c\x85\ufffd.,!?¿。、「」")
-    + ["我", "愛", "ภาษา", "مرحبا", "नमस्ते", "Ελλάδα", "👩‍👩‍👧", "🇩🇪", "e\u0301", "ﬁ", "１２"]
+    + ["[SEP]", "[CLS]", "<mask>", "我", "愛", "ภาษา", "مرحبا", "नमस्ते", "Ελλάδα", "👩‍👩‍👧", "🇩🇪", "e\u0301", "ﬁ", "１２"]
 )
 MIXED_TEXT = st.lists(st.one_of(TRICKY, st.text(max_size=5)), max_size=40).map("".join)
 
@@ -35,6 +35,8 @@ def nlp():
         ("zero\u200bwidth", ["zero\u200bwidth"]),  # BERT removes U+200B, gluing the word
         ("a\u3000b", ["a", "\u3000", "b"]),
         ("two  spaces\n\nand lines", ["two", " ", "spaces", "\n\n", "and", "lines"]),
+        # The encoder's tokenizer reads these strings as special tokens: keep them whole.
+        ("a[SEP]b [MASK]. <s>x</s>", ["a", "[SEP]", "b", "[MASK]", ".", "<s>", "x", "</s>"]),
     ],
 )
 def test_splits_where_bert_does(nlp, text, words):

