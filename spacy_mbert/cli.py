@@ -91,6 +91,28 @@ def convert_command(
     typer.secho(f"✔ Wrote {summary['docs']} docs to {summary['output']} ({per_lang})", fg=typer.colors.GREEN)
 
 
+@app.command("evaluate")
+@user_errors_as_messages
+def evaluate_command(
+    model: str = typer.Argument(..., help="Trained pipeline: a directory (e.g. training/model-best) or an installed package name."),
+    data_path: Path = typer.Argument(..., help="Gold data: a .spacy file (or directory) from `spacy-mbert convert`, or textcat JSONL."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON (fractions 0-1)."),
+    chart: Optional[Path] = typer.Option(None, "--chart", "-c", help="Write a per-language bar chart of the main metric (PNG; needs matplotlib)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Batch size for nlp.pipe."),
+    gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU to run on; -1 for CPU."),
+    lang: Optional[str] = typer.Option(None, "--lang", "-l", help='Language code for docs without one (otherwise grouped as "unknown").'),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="textcat JSONL: JSON list of allowed labels (a closed label set)."),
+    component: Optional[str] = typer.Option(None, "--component", help="Component to score, when the pipeline has several."),
+):
+    """Score a trained pipeline per language (doc._.lang) and overall, with spaCy's scorers."""
+    from .evaluate import evaluate
+
+    evaluate(
+        model, data_path, output_json=output, output_png=chart, batch_size=batch_size,
+        gpu_id=gpu_id, lang=lang, labels=labels, component=component,
+    )
+
+
 def main() -> None:
     app(prog_name="spacy-mbert")
 
