@@ -120,13 +120,26 @@ def _init_transformer(model: TransformerModel, X=None, Y=None) -> None:
     model.attrs["set_transformer"](model, hf_objects)
 
 
-def load_pretrained(name: Union[str, Path], tokenizer_config: Dict, transformer_config: Dict) -> HFObjects:
+def load_pretrained(
+    name: Union[str, Path],
+    tokenizer_config: Dict,
+    transformer_config: Dict,
+    *,
+    model_cls=None,
+) -> HFObjects:
     """Load tokenizer and weights from a local directory, the local cache, or the Hub.
+
+    name (Union[str, Path]): Hub name or local checkpoint directory.
+    tokenizer_config (Dict): Keyword arguments for ``AutoTokenizer.from_pretrained``.
+    transformer_config (Dict): Keyword arguments for ``AutoConfig.from_pretrained``.
+    model_cls: The ``transformers`` auto class to build (``AutoModel`` by default;
+        e.g. ``AutoModelForQuestionAnswering`` adds a freshly initialised head).
 
     Raises EncoderNotFoundError (one line, with the fix) when the weights cannot be had.
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    model_cls = model_cls or AutoModel
     source = _resolve_source(str(name))
     local_only = Path(source).is_dir() or _hub_offline()
     try:
@@ -139,7 +152,7 @@ def load_pretrained(name: Union[str, Path], tokenizer_config: Dict, transformer_
             kwargs = {}  # Not cached yet: allow the download.
             tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_config)
         config = AutoConfig.from_pretrained(source, **transformer_config, return_dict=True, **kwargs)
-        transformer = AutoModel.from_pretrained(source, config=config, **kwargs)
+        transformer = model_cls.from_pretrained(source, config=config, **kwargs)
     except (OSError, ValueError) as error:
         raise EncoderNotFoundError(_not_found_message(str(name), error)) from None
     transformer.to(get_torch_default_device())
@@ -209,7 +222,8 @@ class MBertShim(HFShim):
     """HFShim whose serialization works for tokenizer.json-only checkpoints.
 
     The format is the same msgpack dict as spacy-transformers' HFShim, so pipelines
-    stay loadable by either.
+    stay loadable by either. Pass ``model_cls`` (e.g. ``AutoModelForQuestionAnswering``)
+    to wrap a model with a task head; the head's weights are saved with the rest.
     """
 
     def to_bytes(self) -> bytes:
@@ -240,8 +254,6 @@ class MBertShim(HFShim):
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "MBertShim":
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
         try:
             msg = srsly.msgpack_loads(bytes_data)
             config_dict, tok_dict = msg["config"], dict(msg["tokenizer"])
@@ -258,13 +270,13 @@ class MBertShim(HFShim):
         with make_tempdir() as temp_dir:
             config_file = temp_dir / "config.json"
             srsly.write_json(config_file, config_dict)
-            config = AutoConfig.from_pretrained(str(config_file))
+            config = self.config_cls.from_pretrained(str(config_file))
             tok_kwargs = tok_dict.pop("kwargs", {})
             for file_name, data in tok_dict.items():
                 (temp_dir / file_name).write_bytes(data)
-            tokenizer = AutoTokenizer.from_pretrained(str(temp_dir), **tok_kwargs)
+            tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_file_contents = _vocab_file_contents(tokenizer)
-        transformer = AutoModel.from_config(config)
+        transformer = self.model_cls.from_config(config)
         device = get_torch_default_device()
         try:
             state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
