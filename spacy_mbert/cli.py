@@ -113,6 +113,17 @@ def evaluate_command(
     )
 
 
+def _register_pretrain() -> None:
+    # Imported here so that `spacy-mbert --help` stays fast: the pretraining
+    # module only imports torch when a run starts.
+    from .pretrain.cli import pretrain_command
+
+    app.command("pretrain")(user_errors_as_messages(pretrain_command))
+
+
+_register_pretrain()
+
+
 def main() -> None:
     app(prog_name="spacy-mbert")
 

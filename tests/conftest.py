@@ -21,6 +21,18 @@ def corpus_text_files():
     return files
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; with 2+ threads on a busy 2-core machine,
+    OpenMP spin-waiting makes them 10-50x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_wordpiece_dir(tmp_path_factory) -> Path:
     """An M-BERT-style checkpoint: cased WordPiece vocab.txt + tokenizer.json, random weights."""

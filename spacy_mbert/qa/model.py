@@ -1,0 +1,163 @@
+"""``spacy-mbert.QuestionAnswering.v1``: a BERT encoder with a start/end head, as a thinc model.
+
+The model is Hugging Face's ``AutoModelForQuestionAnswering`` (the encoder plus
+one linear layer giving a start and an end logit per wordpiece) inside an
+``MBertShim``, so the pipeline saves config, weights (head included) and
+tokenizer, and ``spacy.load`` rebuilds it without network or cache.
+
+Input: a :class:`~spacy_mbert.qa.features.PaddedBatch` of windows.
+Output: ``(start_logits, end_logits)``, two ``(n_windows, width)`` float arrays.
+Backprop takes ``(d_start, d_end)`` of the same shapes.
+
+The encoder is owned by the QA component rather than shared through a
+``transformer`` component: question and context must be encoded together, as
+one BERT pair, which the shared per-doc listener cannot do.
+"""
+
+from typing import Dict, Tuple
+
+import torch
+from spacy.util import registry
+from spacy_transformers.data_classes import HFObjects
+from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
+from thinc.types import Floats2d
+from transformers import AutoModelForQuestionAnswering
+
+from ..encoder import DEFAULT_ENCODER, MBertShim, load_pretrained
+from ..errors import UserError
+from .features import PaddedBatch, check_window_settings
+
+Logits = Tuple[Floats2d, Floats2d]
+
+
+@registry.architectures("spacy-mbert.QuestionAnswering.v1")
+def QuestionAnswering(
+    *,
+    name: str = DEFAULT_ENCODER,
+    max_seq_length: int = 384,
+    doc_stride: int = 128,
+    mixed_precision: bool = False,
+    grad_scaler_config: dict = {},
+    tokenizer_config: dict = {"use_fast": True},
+    transformer_config: dict = {},
+) -> Model[PaddedBatch, Logits]:
+    """Extractive QA model: encoder + start/end logits per wordpiece.
+
+    name (str): Hub name (e.g. "bert-base-multilingual-cased") or local checkpoint
+        directory. Loaded when the pipeline is initialized (``spacy train``,
+        ``nlp.initialize()``), never by ``spacy.load``: the weights are saved in the pipeline.
+    max_seq_length (int): Wordpieces per window (question, context part and special tokens).
+    doc_stride (int): Wordpieces shared by consecutive windows of a long context (as run_qa.py).
+    mixed_precision (bool): Run the encoder in mixed precision (GPU).
+    grad_scaler_config (dict): Settings for the gradient scaler used with mixed precision.
+    tokenizer_config (dict): Keyword arguments for ``AutoTokenizer.from_pretrained``;
+        the tokenizer must be a fast one (character offsets).
+    transformer_config (dict): Keyword arguments for ``AutoConfig.from_pretrained``
+        (e.g. ``{"hidden_dropout_prob": 0.1}``).
+    """
+    check_window_settings(max_seq_length, doc_stride)
+    # Empty until init: spacy.load fills it from the saved bytes instead.
+    hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
+    grad_scaler_config = dict(grad_scaler_config)
+    shim = MBertShim(
+        hf_objects,
+        mixed_precision=mixed_precision,
+        grad_scaler_config=grad_scaler_config,
+        model_cls=AutoModelForQuestionAnswering,
+    )
+    return Model(
+        "mbert-qa",
+        forward,
+        init=init,
+        shims=[shim],
+        attrs={
+            "name": str(name),
+            "max_seq_length": max_seq_length,
+            "doc_stride": doc_stride,
+            "has_transformer": False,
+        },
+    )
+
+
+def get_tokenizer(model: Model):
+    """The model's Hugging Face tokenizer (None before initialization)."""
+    return model.shims[0]._hfmodel.tokenizer
+
+
+def get_transformer(model: Model):
+    """The wrapped ``AutoModelForQuestionAnswering`` (None before initialization)."""
+    return model.shims[0]._hfmodel.transformer
+
+
+def init(model: Model, X=None, Y=None) -> None:
+    """Load the encoder (and a new or fine-tuned start/end head) once; later calls keep the weights."""
+    if model.attrs["has_transformer"]:
+        return
+    shim = model.shims[0]
+    init_tok_cfg = dict(shim._hfmodel._init_tokenizer_config)
+    init_trf_cfg = dict(shim._hfmodel._init_transformer_config)
+    hf = load_pretrained(model.attrs["name"], init_tok_cfg, init_trf_cfg, model_cls=AutoModelForQuestionAnswering)
+    check_encoder(model.attrs["name"], hf, model.attrs["max_seq_length"])
+    shim._model = hf.transformer
+    shim._hfmodel = HFObjects(hf.tokenizer, hf.transformer, hf.vocab_file_contents, init_tok_cfg, init_trf_cfg)
+    model.attrs["has_transformer"] = True
+
+
+def check_encoder(name: str, hf: HFObjects, max_seq_length: int) -> None:
+    """Fail at initialization, with the fix, on encoders the QA windows cannot use."""
+    if not getattr(hf.tokenizer, "is_fast", False):
+        raise UserError(
+            f"Encoder '{name}': question answering needs a fast tokenizer (character offsets); "
+            f'set tokenizer_config = {{"use_fast": true}} or add a tokenizer.json to the checkpoint.'
+        )
+    positions = getattr(hf.transformer.config, "max_position_embeddings", None)
+    if positions is not None and max_seq_length > positions:
+        raise UserError(
+            f"Encoder '{name}' reads at most {positions} wordpieces but max_seq_length is "
+            f"{max_seq_length}; set max_seq_length <= {positions}."
+        )
+
+
+def forward(model: Model, batch: PaddedBatch, is_train: bool):
+    shim = model.shims[0]
+    if shim._model is None:
+        raise UserError("The QA model is not initialized; call nlp.initialize() or load a trained pipeline.")
+    inputs = _torch_inputs(batch, shim.device)
+    if not is_train:
+        return _predict(model, inputs), _no_backprop
+    output, torch_backprop = shim(ArgsKwargs(args=(), kwargs=inputs), is_train=True)
+    start, end = output.start_logits, output.end_logits
+
+    def backprop(d_logits: Logits) -> PaddedBatch:
+        grads = [xp2torch(d, device=t.device).to(t.dtype) for d, t in zip(d_logits, (start, end))]
+        torch_backprop(ArgsKwargs(args=((start, end),), kwargs={"grad_tensors": grads}))
+        return batch
+
+    return (_to_xp(model, start), _to_xp(model, end)), backprop
+
+
+def _predict(model: Model, inputs: Dict[str, torch.Tensor]) -> Logits:
+    # inference_mode (not just no_grad): no autograd bookkeeping at all.
+    shim = model.shims[0]
+    shim._model.eval()
+    with torch.inference_mode(), torch.autocast(device_type=shim.device.type, enabled=shim._mixed_precision):
+        output = shim._model(**inputs)
+    return _to_xp(model, output.start_logits), _to_xp(model, output.end_logits)
+
+
+def _to_xp(model: Model, logits: torch.Tensor) -> Floats2d:
+    return torch2xp(logits.detach().float(), ops=model.ops)
+
+
+def _torch_inputs(batch: PaddedBatch, device) -> Dict[str, torch.Tensor]:
+    inputs = {
+        "input_ids": torch.as_tensor(batch.input_ids, device=device),
+        "attention_mask": torch.as_tensor(batch.attention_mask, device=device),
+    }
+    if batch.token_type_ids is not None:
+        inputs["token_type_ids"] = torch.as_tensor(batch.token_type_ids, device=device)
+    return inputs
+
+
+def _no_backprop(d_logits):
+    raise ValueError("The QA model was run in prediction mode; use begin_update to train it.")

@@ -1,0 +1,311 @@
+"""The ``mbert_qa`` component on the tiny offline encoders: training, answering, saving, ``spacy train``."""
+
+import json
+import random
+import re
+import shutil
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.training import Example
+from spacy.util import fix_random_seed, minibatch
+
+from spacy_mbert.errors import EncoderNotFoundError, UserError
+from spacy_mbert.qa import QuestionAnswerer
+
+from ..conftest import CORPUS, blank_xx, run_python
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+QUESTION = "What is the code?"
+FILLER = "the old man walked to market and bought bread with his friend near river".split()
+WORDS = FILLER + "Paris Berlin Madrid London Tokyo Moscow Cairo Lima Rome Oslo".split()
+# Training steps and the F1 the tiny encoder reliably reaches on the toy task with them
+# (measured: 0.96 after 30 epochs on wordpiece, 0.97 on unigram; the bar leaves margin).
+EPOCHS = 32
+MIN_F1 = 0.8
+
+
+def toy_examples(nlp, n_answerable=20, n_unanswerable=6, seed=0):
+    """The answer is the word after "code"; without "code" in the text there is none."""
+    rng = random.Random(seed)
+    examples = []
+    for i in range(n_answerable + n_unanswerable):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(5, 10))]
+        answers = []
+        if i < n_answerable:
+            answer = rng.choice(WORDS)
+            position = rng.randint(0, len(words))
+            words[position:position] = ["code", answer]
+            start = len(" ".join(words[: position + 1])) + 1
+            answers = [{"text": answer, "start_char": start, "end_char": start + len(answer)}]
+        text = " ".join(words) + "."
+        assert all(text[a["start_char"]:a["end_char"]] == a["text"] for a in answers)
+        reference = nlp.make_doc(text)
+        reference._.question, reference._.answers, reference._.lang = QUESTION, tuple(answers), "en"
+        predicted = nlp.make_doc(text)
+        predicted._.question = QUESTION
+        examples.append(Example(predicted, reference))
+    return examples
+
+
+def qa_pipeline(encoder_dir, **config):
+    nlp = blank_xx()
+    model = {"name": str(encoder_dir), "max_seq_length": 64, "doc_stride": 16, **config.pop("model", {})}
+    nlp.add_pipe("mbert_qa", config={"allow_no_answer": True, "model": model, **config})
+    return nlp
+
+
+def train(nlp, examples, epochs=EPOCHS, learn_rate=2e-3, seed=0):
+    fix_random_seed(seed)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate  # a tiny random encoder needs a far larger rate than M-BERT
+    rng = random.Random(seed)
+    examples = list(examples)
+    for _ in range(epochs):
+        rng.shuffle(examples)
+        for batch in minibatch(examples, 10):
+            nlp.update(batch, sgd=optimizer)
+    return nlp
+
+
+def fresh_docs(nlp, examples):
+    docs = []
+    for eg in examples:
+        doc = nlp.make_doc(eg.reference.text)
+        doc._.question = eg.reference._.question
+        docs.append(doc)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_wordpiece_dir):
+    nlp = qa_pipeline(tiny_wordpiece_dir)
+    examples = toy_examples(nlp)
+    return train(nlp, examples), examples
+
+
+def test_tiny_encoder_learns_the_toy_task(trained):
+    nlp, examples = trained
+    scores = nlp.evaluate(examples)
+    assert scores["qa_f1"] >= MIN_F1, scores
+    assert scores["qa_per_lang"]["en"]["n"] == len(examples)
+    # Unanswerable questions are mostly recognised as such.
+    docs = list(nlp.pipe(fresh_docs(nlp, examples[-6:])))
+    assert sum(doc._.answers == [] for doc in docs) >= 4
+
+
+def test_answers_are_exact_and_set_as_spans(trained):
+    nlp, examples = trained
+    for doc in nlp.pipe(fresh_docs(nlp, examples[:10])):
+        for answer in doc._.answers:
+            assert set(answer) == {"text", "start_char", "end_char", "score"}
+            assert doc.text[answer["start_char"]:answer["end_char"]] == answer["text"] == answer["text"].strip()
+        assert [s.text for s in doc.spans["answers"]] == [a["text"] for a in doc._.answers]
+        assert all(s.label_ == "ANSWER" for s in doc.spans["answers"])
+
+
+def test_answer_api_equals_per_doc_predictions(trained):
+    nlp, examples = trained
+    qa = nlp.get_pipe("mbert_qa")
+    context = examples[0].reference.text
+    questions = [QUESTION, "code?", "Which word follows the code?", "", "What is the code?"]
+    docs = []
+    for question in questions:
+        doc = nlp.make_doc(context)
+        doc._.question = question
+        docs.append(doc)
+    expected = [doc._.answers for doc in nlp.pipe(docs)]
+    found = qa.answer(context, questions)
+    assert found[3] == [] and expected[3] == []
+    for got, want in zip(found, expected):
+        assert [(a["text"], a["start_char"], a["end_char"]) for a in got] == [(a["text"], a["start_char"], a["end_char"]) for a in want]
+        assert [a["score"] for a in got] == pytest.approx([a["score"] for a in want], abs=1e-4)
+    assert qa.answer(context, QUESTION) == found[0]
+    qa.cfg["allow_no_answer"] = False  # SQuAD 1.1 mode: always top_k spans when there are enough
+    try:
+        assert len(qa.answer(context, QUESTION, top_k=3)) == 3
+    finally:
+        qa.cfg["allow_no_answer"] = True
+    assert qa.answer("   ", [QUESTION]) == [[]]
+
+
+def test_batches_of_windows_restore_input_order(trained):
+    nlp, examples = trained
+    qa = nlp.get_pipe("mbert_qa")
+    long_context = " ".join(eg.reference.text for eg in examples[:12])  # several windows
+    questions = [QUESTION, "code", "What is the code word?"]
+    big = qa.answer(long_context, questions, top_k=3)
+    batch_size = qa.cfg["batch_size"]
+    qa.cfg["batch_size"] = 2
+    try:
+        small = qa.answer(long_context, questions, top_k=3)
+    finally:
+        qa.cfg["batch_size"] = batch_size
+    for got, want in zip(small, big):
+        assert [(a["start_char"], a["end_char"]) for a in got] == [(a["start_char"], a["end_char"]) for a in want]
+        assert all(long_context[a["start_char"]:a["end_char"]] == a["text"] for a in got)
+
+
+def test_docs_without_question_or_text_get_no_answers(trained):
+    nlp, _ = trained
+    docs = [nlp.make_doc("code Paris here."), nlp.make_doc(""), nlp.make_doc("code Oslo.")]
+    docs[1]._.question = QUESTION
+    docs[2]._.question = "   "
+    for doc in nlp.pipe(docs):
+        assert doc._.answers == [] and list(doc.spans["answers"]) == []
+
+
+def test_multilingual_answers_map_to_exact_offsets(trained):
+    nlp, _ = trained
+    qa = nlp.get_pipe("mbert_qa")
+    for context in ["北京是中国的首都。 code 天安门 很大。", "القاهرة هي code عاصمة مصر.", "चंदनपुर की code हिन्दी पत्रिका।"]:
+        doc = nlp.make_doc(context)
+        doc._.question = QUESTION
+        doc = nlp(doc)
+        for answer in qa.answer(context, QUESTION, top_k=5) + doc._.answers:
+            assert context[answer["start_char"]:answer["end_char"]] == answer["text"] == answer["text"].strip()
+        # The multilingual tokenizer splits where BERT does: answers are whole tokens here.
+        assert [s.text for s in doc.spans["answers"]] == [a["text"] for a in doc._.answers]
+
+
+def test_serialization_round_trips_give_identical_answers(trained, tmp_path):
+    nlp, examples = trained
+    docs = fresh_docs(nlp, examples)
+    expected = [doc._.answers for doc in nlp.pipe(docs)]
+    qa = nlp.get_pipe("mbert_qa")
+    qa.cfg["top_k"] = 2  # saved with the component
+    expected_top2 = qa.answer(examples[0].reference.text, QUESTION)
+    qa.cfg["top_k"] = 1
+
+    copy = qa_pipeline("/no/such/encoder")  # never loaded: the weights come from the bytes
+    copy.get_pipe("mbert_qa").from_bytes(qa.to_bytes())
+    assert [doc._.answers for doc in copy.pipe(fresh_docs(copy, examples))] == expected
+
+    qa.cfg["top_k"] = 2
+    nlp.to_disk(tmp_path / "pipeline")
+    qa.cfg["top_k"] = 1
+    loaded = spacy.load(tmp_path / "pipeline")
+    loaded_qa = loaded.get_pipe("mbert_qa")
+    assert isinstance(loaded_qa, QuestionAnswerer) and loaded_qa.cfg["top_k"] == 2
+    assert loaded_qa.answer(examples[0].reference.text, QUESTION) == expected_top2
+    loaded_qa.cfg["top_k"] = 1
+    assert [doc._.answers for doc in loaded.pipe(fresh_docs(loaded, examples))] == expected
+
+
+def test_corrupted_model_file_fails_with_one_line(trained, tmp_path):
+    nlp, _ = trained
+    nlp.to_disk(tmp_path / "pipeline")
+    model_file = tmp_path / "pipeline" / "mbert_qa" / "model"
+    model_file.write_bytes(model_file.read_bytes()[:5000])
+    with pytest.raises(UserError, match="corrupted or truncated"):
+        spacy.load(tmp_path / "pipeline")
+
+
+def test_tune_null_threshold_on_dev(trained):
+    nlp, examples = trained
+    qa = nlp.get_pipe("mbert_qa")
+    before = dict(qa.cfg)
+    try:
+        result = qa.tune_null_threshold(examples)
+        assert qa.cfg["null_threshold"] == result["null_threshold"] and qa.cfg["allow_no_answer"]
+        assert result["qa_f1"] >= nlp.evaluate(examples)["qa_f1"] - 1e-9
+    finally:
+        qa.cfg.update(before)
+
+
+def test_training_in_chunks_gives_the_gradient_of_the_whole_batch(tiny_wordpiece_dir):
+    no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    nlp = qa_pipeline(tiny_wordpiece_dir, model={"transformer_config": no_dropout})
+    examples = toy_examples(nlp, 6, 2)
+    nlp.initialize(lambda: examples)
+    qa = nlp.get_pipe("mbert_qa")
+    losses = {}
+    for chunk_size in (32, 3):
+        qa.cfg["max_batch_windows"] = chunk_size
+        losses[chunk_size] = qa.update(examples)["mbert_qa"]
+    assert losses[3] == pytest.approx(losses[32], rel=1e-4)
+
+
+def test_unigram_encoder_learns_and_saves(tiny_unigram_dir, tmp_path):
+    nlp = qa_pipeline(tiny_unigram_dir, allow_no_answer=False)
+    examples = toy_examples(nlp, n_answerable=16, n_unanswerable=0, seed=1)
+    train(nlp, examples)
+    assert nlp.evaluate(examples)["qa_f1"] >= MIN_F1
+    expected = [doc._.answers for doc in nlp.pipe(fresh_docs(nlp, examples))]
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert [doc._.answers for doc in loaded.pipe(fresh_docs(loaded, examples))] == expected
+
+
+def test_initialize_fails_clearly(tmp_path):
+    nlp = qa_pipeline(tmp_path / "missing-encoder")
+    with pytest.raises(EncoderNotFoundError, match="does not exist"):
+        nlp.initialize(lambda: toy_examples(nlp, 2, 0))
+    qa = nlp.get_pipe("mbert_qa")
+    with pytest.raises(UserError, match="not initialized"):
+        qa.answer("code Paris.", QUESTION)
+    with pytest.raises(UserError, match="top_k"):
+        qa_pipeline(tmp_path, top_k=0)
+
+
+def test_initialize_needs_questions(tiny_wordpiece_dir):
+    nlp = qa_pipeline(tiny_wordpiece_dir)
+    docs = [nlp.make_doc("no question here")]
+    with pytest.raises(UserError, match="doc._.question"):
+        nlp.initialize(lambda: [Example(doc, doc) for doc in docs])
+
+
+def _require_entry_points():
+    factories = {ep.name for ep in entry_points(group="spacy_factories")}
+    scorers = {ep.name for ep in entry_points(group="spacy_scorers")}
+    if "mbert_qa" not in factories or "spacy-mbert.qa_scorer.v1" not in scorers:
+        pytest.fail(
+            "spacy-mbert's mbert_qa factory / qa scorer entry points are not installed, so a plain "
+            "`spacy.load` or `spacy train` cannot find the component: declare them in pyproject.toml "
+            "([project.entry-points.spacy_factories] and [...spacy_scorers]) and run `pip install -e .`"
+        )
+
+
+def test_spacy_train_and_offline_load(tiny_wordpiece_dir, tmp_path, offline_env):
+    _require_entry_points()
+    encoder = shutil.copytree(tiny_wordpiece_dir, tmp_path / "encoder")
+    data = {}
+    for split in ("train", "dev"):
+        data[split] = tmp_path / f"{split}.spacy"
+        result = _run([sys.executable, "-m", "spacy_mbert", "convert", "qa", str(CORPUS / "qa" / f"{split}.json"), str(data[split])])
+        assert result.returncode == 0, result.stderr
+    result = _run(
+        [
+            sys.executable, "-m", "spacy", "train", str(CONFIGS / "qa.cfg"), "--output", str(tmp_path / "out"),
+            "--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]), "--paths.encoder", str(encoder),
+            "--training.max_steps", "4", "--training.eval_frequency", "2",
+            "--components.mbert_qa.model.max_seq_length", "128", "--components.mbert_qa.model.doc_stride", "32",
+        ]
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert re.search(r"QA_F1", result.stdout), result.stdout
+    shutil.rmtree(encoder)  # everything must come from inside the pipeline now
+    context = "北京是中国的首都，也是一座历史悠久的城市。"
+    code = (
+        "import json, spacy\n"
+        f"nlp = spacy.load({str(tmp_path / 'out' / 'model-last')!r})\n"
+        f"doc = nlp.make_doc({context!r})\n"
+        "doc._.question = '中国的首都是哪里？'\n"
+        "doc = nlp(doc)\n"
+        "print(json.dumps({'doc': doc._.answers, 'api': nlp.get_pipe('mbert_qa').answer(doc.text, ['首都？'], top_k=2)}))\n"
+    )
+    loaded = run_python(code, env=offline_env)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    output = json.loads(loaded.stdout.strip().splitlines()[-1])
+    for answer in output["doc"] + output["api"][0]:
+        assert context[answer["start_char"]:answer["end_char"]] == answer["text"]
+    assert len(output["api"][0]) <= 2
+
+
+def _run(command):
+    import subprocess
+
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
