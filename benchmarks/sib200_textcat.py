@@ -37,7 +37,7 @@ STOCK_CONFIG = """
 [paths]
 train = null
 dev = null
-encoder = null
+encoder = "bert-base-multilingual-cased"
 
 [system]
 gpu_allocator = "pytorch"
@@ -173,8 +173,12 @@ def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epoc
             "training.optimizer.learn_rate.initial_rate": lr,
         }
     else:
+        from spacy.cli.init_config import fill_config
+
+        base = work / "stock-base.cfg"
+        base.write_text(STOCK_CONFIG, encoding="utf8")
         config = work / "stock.cfg"
-        config.write_text(STOCK_CONFIG, encoding="utf8")
+        fill_config(config, base, silent=True)  # spaCy's defaults for everything not set
         overrides = {
             "paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder),
             "training.max_epochs": epochs, "training.optimizer.learn_rate": lr,

@@ -41,7 +41,21 @@ LONG_TEXT = (
 )
 
 
-def _pipeline_from_config(name, encoder_dir, *, steps, **overrides):
+def _head(**settings):
+    return {"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", **settings}}
+
+
+def _strided(*, window, stride):
+    return {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride}
+
+
+def _flat_strings(trf_data):
+    """The wordpiece strings at each flat index (n_windows * seq_len), padding as "<pad>"."""
+    seq_len = trf_data.model_output["last_hidden_state"].shape[1]
+    return [s for window in trf_data.wordpieces.strings for s in window + ["<pad>"] * (seq_len - len(window))]
+
+
+def _pipeline_from_config(name, encoder_dir, *, steps):
     """The shipped config, with the schedule shortened to ``steps`` updates."""
     fix_random_seed(0)
     config = load_config(
@@ -52,7 +66,6 @@ def _pipeline_from_config(name, encoder_dir, *, steps, **overrides):
             "training.max_steps": steps,
             "training.optimizer.learn_rate.warmup_steps": 2,
             "training.optimizer.learn_rate.initial_rate": 2e-3,
-            **overrides,
         },
         interpolate=True,
     )
@@ -112,7 +125,7 @@ def test_multilabel_training_learns_toy_task(tiny_wordpiece_dir):
     nlp = _pipeline_from_config("textcat_multilabel", tiny_wordpiece_dir, steps=80)
     labels = ["sports", "weather"]
     examples = []
-    for i, frame in enumerate(FRAMES):
+    for frame in FRAMES:
         for sport in ["", *KEYWORDS["sports"]]:
             for weather in ["", *KEYWORDS["weather"]]:
                 words = " and ".join(w for w in (sport, weather) if w) or "nothing"
@@ -132,10 +145,7 @@ def test_output_layers_get_the_cross_entropy_gradient():
     X = rng.normal(size=(5, 4)).astype("f")
     for exclusive, factory in ((True, "textcat"), (False, "textcat_multilabel")):
         nlp = blank_xx()
-        component = nlp.add_pipe(
-            factory,
-            config={"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", "exclusive_classes": exclusive, "depth": 0, "dropout": 0.0}},
-        )
+        component = nlp.add_pipe(factory, config=_head(exclusive_classes=exclusive, depth=0, dropout=0.0))
         for label in "ABC":
             component.add_label(label)
         head = chain(*component.model.layers[2:])  # everything after the pooling
@@ -147,7 +157,8 @@ def test_output_layers_get_the_cross_entropy_gradient():
         if not exclusive:
             truths[[0, 3], 2] = 1.0
         examples = [
-            Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))}) for row in truths
+            Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))})
+            for row in truths
         ]
         scores, backprop = head.begin_update(X)
         _, d_scores = component.get_loss(examples, scores)
@@ -170,9 +181,7 @@ def test_output_layers_get_the_cross_entropy_gradient():
 
 
 def test_long_document_pools_each_content_wordpiece_once(tiny_wordpiece_dir):
-    nlp = transformer_pipeline(
-        tiny_wordpiece_dir, get_spans={"@span_getters": "spacy-transformers.strided_spans.v1", "window": 8, "stride": 6}
-    )
+    nlp = transformer_pipeline(tiny_wordpiece_dir, get_spans=_strided(window=8, stride=6))
     nlp.initialize()
     doc = nlp(LONG_TEXT)
     trf_data = doc._.trf_data
@@ -187,7 +196,7 @@ def test_long_document_pools_each_content_wordpiece_once(tiny_wordpiece_dir):
 
     # The selection is the whole text's wordpieces, each once, in order, no specials/padding.
     selected = content_positions(trf_data)
-    strings = [s for window in trf_data.wordpieces.strings for s in window + ["[PAD]"] * (seq_len - len(window))]
+    strings = _flat_strings(trf_data)
     tokenizer = nlp.get_pipe("transformer").model.tokenizer
     assert [strings[i] for i in selected] == tokenizer.tokenize(LONG_TEXT)
     # ... and a token in the overlap of two windows is read from the first one.
@@ -241,15 +250,12 @@ def encoder_dir(request, tiny_wordpiece_dir, tiny_unigram_dir):
 
 def test_selection_is_the_whole_text_tokenization(encoder_dir):
     """M-BERT (WordPiece, [CLS]/[SEP]) and XLM-R-style (Unigram, <s>/</s>) checkpoints alike."""
-    nlp = transformer_pipeline(
-        encoder_dir, get_spans={"@span_getters": "spacy-transformers.strided_spans.v1", "window": 5, "stride": 3}
-    )
+    nlp = transformer_pipeline(encoder_dir, get_spans=_strided(window=5, stride=3))
     nlp.initialize()
     tokenizer = nlp.get_pipe("transformer").model.tokenizer
     for doc in nlp.pipe([LONG_TEXT, "Hello  world \n\n again", "   "]):
         trf_data = doc._.trf_data
-        seq_len = trf_data.model_output["last_hidden_state"].shape[1]
-        strings = [s for window in trf_data.wordpieces.strings for s in window + ["<pad>"] * (seq_len - len(window))]
+        strings = _flat_strings(trf_data)
         assert [strings[i] for i in content_positions(trf_data)] == tokenizer.tokenize(doc.text)
 
 
@@ -269,15 +275,15 @@ def test_empty_and_whitespace_docs_give_finite_scores(trained_textcat):
     pooled = pool.predict([TransformerData.empty(), docs[-1]._.trf_data])
     assert pooled.shape == (2, pool.get_dim("nO")) and not pooled[0].any() and pooled[1].any()
     # Training on a batch with empty and whitespace-only docs works too.
-    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {l: float(l == "food") for l in LABELS}}) for t in texts]
+    cats = {label: float(label == "food") for label in LABELS}
+    examples = [Example.from_dict(nlp.make_doc(text), {"cats": cats}) for text in texts]
     losses = nlp.update(examples, sgd=None)
     assert numpy.isfinite(losses["textcat"])
 
 
 def test_gradient_reaches_the_transformer(tiny_wordpiece_dir):
-    nlp = blank_xx()
-    nlp.add_pipe("transformer", config={"model": {"@architectures": "spacy-mbert.MBertTransformer.v1", "name": str(tiny_wordpiece_dir)}})
-    textcat = nlp.add_pipe("textcat", config={"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", "exclusive_classes": True}})
+    nlp = transformer_pipeline(tiny_wordpiece_dir)
+    textcat = nlp.add_pipe("textcat", config=_head(exclusive_classes=True))
     examples = _exclusive_examples(nlp)[::4]
     nlp.initialize(lambda: examples)
     transformer = nlp.get_pipe("transformer")
@@ -335,7 +341,4 @@ def test_invalid_pooling_gives_one_line_error():
     # The same error when the bad value comes from a config.
     nlp = blank_xx()
     with pytest.raises(UserError, match="pooling"):
-        nlp.add_pipe(
-            "textcat",
-            config={"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", "exclusive_classes": True, "pooling": "sum"}},
-        )
+        nlp.add_pipe("textcat", config=_head(exclusive_classes=True, pooling="sum"))

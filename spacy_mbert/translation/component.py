@@ -21,6 +21,7 @@ from thinc.api import Config, Model, Optimizer
 
 from ..errors import UserError
 from ..extensions import install_extensions
+from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
 
 DEFAULT_CONFIG_STR = """

@@ -22,9 +22,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 QUESTION = "What is the code?"
 FILLER = "the old man walked to market and bought bread with his friend near river".split()
 WORDS = FILLER + "Paris Berlin Madrid London Tokyo Moscow Cairo Lima Rome Oslo".split()
-# Training steps and the F1 the tiny encoder reliably reaches on the toy task with them
-# (measured: 0.96 after 30 epochs on wordpiece, 0.97 on unigram; the bar leaves margin).
-EPOCHS = 32
+# Epochs (of 10-example batches) and the training-set F1 the tiny encoders reach with them.
+# Measured with these seeds: wordpiece 0.94 after 20 epochs and 0.94-0.99 after 24-32
+# (26 examples, 6 of them unanswerable); unigram 0.96-1.0 after 8-12 epochs (16 examples).
+EPOCHS = 24
+UNIGRAM_EPOCHS = 12
+LEARN_RATE = 4e-3  # a tiny random encoder needs a far larger rate than M-BERT's 3e-5
 MIN_F1 = 0.8
 
 
@@ -58,10 +61,10 @@ def qa_pipeline(encoder_dir, **config):
     return nlp
 
 
-def train(nlp, examples, epochs=EPOCHS, learn_rate=2e-3, seed=0):
+def train(nlp, examples, epochs=EPOCHS, learn_rate=LEARN_RATE, seed=0):
     fix_random_seed(seed)
     optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = learn_rate  # a tiny random encoder needs a far larger rate than M-BERT
+    optimizer.learn_rate = learn_rate
     rng = random.Random(seed)
     examples = list(examples)
     for _ in range(epochs):
@@ -167,8 +170,10 @@ def test_multilingual_answers_map_to_exact_offsets(trained):
         doc = nlp(doc)
         for answer in qa.answer(context, QUESTION, top_k=5) + doc._.answers:
             assert context[answer["start_char"]:answer["end_char"]] == answer["text"] == answer["text"].strip()
-        # The multilingual tokenizer splits where BERT does: answers are whole tokens here.
-        assert [s.text for s in doc.spans["answers"]] == [a["text"] for a in doc._.answers]
+        # Spans for the answers that are whole spaCy tokens; a wordpiece answer ("ع" of
+        # "عاصمة") keeps only its exact offsets in doc._.answers.
+        aligned = [a["text"] for a in doc._.answers if doc.char_span(a["start_char"], a["end_char"]) is not None]
+        assert [s.text for s in doc.spans["answers"]] == aligned
 
 
 def test_serialization_round_trips_give_identical_answers(trained, tmp_path):
@@ -232,7 +237,7 @@ def test_training_in_chunks_gives_the_gradient_of_the_whole_batch(tiny_wordpiece
 def test_unigram_encoder_learns_and_saves(tiny_unigram_dir, tmp_path):
     nlp = qa_pipeline(tiny_unigram_dir, allow_no_answer=False)
     examples = toy_examples(nlp, n_answerable=16, n_unanswerable=0, seed=1)
-    train(nlp, examples)
+    train(nlp, examples, epochs=UNIGRAM_EPOCHS)
     assert nlp.evaluate(examples)["qa_f1"] >= MIN_F1
     expected = [doc._.answers for doc in nlp.pipe(fresh_docs(nlp, examples))]
     nlp.to_disk(tmp_path / "pipeline")
