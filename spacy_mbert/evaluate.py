@@ -37,6 +37,9 @@ from wasabi import msg, table
 from .corpus import INPUT_EXTENSIONS
 from .errors import DataFormatError, UserError
 from .extensions import install_extensions
+from .translation.scorer import check_references as check_translation_references
+from .translation.scorer import read_references as read_translation_references
+from .translation.scorer import score_for_evaluate as score_translation_for_evaluate
 
 PathLike = Union[str, Path]
 LabelsArg = Optional[Union[PathLike, Sequence[str]]]
@@ -282,6 +285,19 @@ def score_textcat_multilabel(examples: Sequence[Example], pipe: Any) -> Dict[str
         "macro_auc": scores["cats_macro_auc"],
         "per_label": _per_label(scores),
     }
+
+
+@task_scorer(
+    "mbert_translator",
+    metrics=(Metric("translation_bleu", "BLEU"), Metric("translation_chrf", "chrF")),
+    main="translation_bleu",
+    check=check_translation_references,
+    read=read_translation_references,
+    suffixes=(".jsonl", ".tsv"),
+)
+def score_translation(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
+    """sacreBLEU BLEU and chrF (fractions 0-1) with the component's target language and BLEU tokenizer."""
+    return score_translation_for_evaluate(examples, pipe)
 
 
 # --------------------------------------------------------------------------- evaluate

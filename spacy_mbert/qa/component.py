@@ -12,6 +12,7 @@ end at the first gold answer, or at [CLS] when the answer is not inside it, and
 the loss is the mean of the start and end cross-entropies over all windows.
 """
 
+import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -40,6 +41,7 @@ n_best_size = 20
 top_k = 1
 allow_no_answer = false
 null_threshold = 0.0
+align_to_words = true
 batch_size = 64
 max_batch_windows = 32
 
@@ -75,6 +77,7 @@ def make_qa(
     top_k: int,
     allow_no_answer: bool,
     null_threshold: float,
+    align_to_words: bool,
     batch_size: int,
     max_batch_windows: int,
     scorer: Optional[Callable],
@@ -89,6 +92,9 @@ def make_qa(
         "no answer" score; otherwise always give the best span.
     null_threshold (float): Added to the "no answer" score (higher: more "no answer");
         tune it on dev data with ``QuestionAnswerer.tune_null_threshold``.
+    align_to_words (bool): Grow answers that cut a word ("scor" of "scoring") to the
+        whole word, as the Hugging Face pipeline does; not in scripts written without
+        spaces (Chinese, Japanese, Thai, ...). Offsets stay exact either way.
     batch_size (int): Windows per encoder forward pass when predicting.
     max_batch_windows (int): Windows per encoder forward/backward pass when training
         (bounds memory; the gradient is still that of the whole batch).
@@ -97,7 +103,8 @@ def make_qa(
     return QuestionAnswerer(
         nlp.vocab, model, name,
         max_answer_length=max_answer_length, n_best_size=n_best_size, top_k=top_k,
-        allow_no_answer=allow_no_answer, null_threshold=null_threshold, batch_size=batch_size,
+        allow_no_answer=allow_no_answer, null_threshold=null_threshold, align_to_words=align_to_words,
+        batch_size=batch_size,
         max_batch_windows=max_batch_windows, scorer=scorer,
     )
 
@@ -116,6 +123,7 @@ class QuestionAnswerer(TrainablePipe):
         top_k: int = 1,
         allow_no_answer: bool = False,
         null_threshold: float = 0.0,
+        align_to_words: bool = True,
         batch_size: int = 64,
         max_batch_windows: int = 32,
         scorer: Optional[Callable] = score_qa,
@@ -138,6 +146,7 @@ class QuestionAnswerer(TrainablePipe):
             "top_k": top_k,
             "allow_no_answer": allow_no_answer,
             "null_threshold": float(null_threshold),
+            "align_to_words": align_to_words,
             "batch_size": batch_size,
             "max_batch_windows": max_batch_windows,
         }
@@ -156,6 +165,13 @@ class QuestionAnswerer(TrainablePipe):
         """Answer each doc's ``_.question`` (docs without one, or with an empty text, get no answer)."""
         docs = list(docs)
         asked = [i for i, doc in enumerate(docs) if _has_text(doc._.question) and doc.text.strip()]
+        if docs and not any(_has_text(doc._.question) for doc in docs):
+            # E.g. dev data read with spacy.Corpus.v1, which drops doc._.question: F1 would be 0.
+            warnings.warn(
+                f"'{self.name}': no doc in this batch has doc._.question, so none gets an answer; set "
+                f"doc._.question before running the pipeline (in training, read the data with "
+                f"spacy-mbert.Corpus.v1)."
+            )
         predictions = [Prediction() for _ in docs]
         found = self._predict_pairs([docs[i]._.question for i in asked], [docs[i].text for i in asked])
         for i, prediction in zip(asked, found):
@@ -217,6 +233,7 @@ class QuestionAnswerer(TrainablePipe):
                 top_k=cfg["top_k"] if top_k is None else top_k,
                 allow_no_answer=cfg["allow_no_answer"] if allow_no_answer is None else allow_no_answer,
                 null_threshold=cfg["null_threshold"],
+                align_to_words=cfg.get("align_to_words", True),
             )
             for i, ws in enumerate(by_example)
         ]
@@ -256,10 +273,11 @@ class QuestionAnswerer(TrainablePipe):
     def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
         """Load the encoder (``model.name``) and check that the examples carry questions."""
         validate_get_examples(get_examples, "QuestionAnswerer.initialize")
-        sample = [eg for _, eg in zip(range(50), get_examples())]
+        # nlp.initialize() without data passes placeholder examples: only check QA data.
+        sample = [eg for _, eg in zip(range(50), get_examples()) if eg.reference._.answers is not None]
         if sample and not any(_has_text(_question_of(eg)) for eg in sample):
             raise UserError(
-                f"'{self.name}': none of the first {len(sample)} training examples has doc._.question; "
+                f"'{self.name}': the training examples have gold answers but no doc._.question; "
                 f"create the data with `spacy-mbert convert qa` and read it with spacy-mbert.Corpus.v1."
             )
         self.model.initialize()

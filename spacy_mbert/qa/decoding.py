@@ -10,14 +10,21 @@ This is ``postprocess_qa_predictions`` of Hugging Face's ``utils_qa.py``:
 - with ``allow_no_answer`` (SQuAD 2.0), a span is an answer only when its score
   beats ``null_score + null_threshold``.
 
-Two differences, both so that answers are clean slices of the context:
+Differences, all so that answers are clean slices of the context:
 
 - the top starts/ends are taken among *context* wordpieces (HF takes them over all
   positions and drops the invalid ones, so it can end up with fewer candidates);
 - candidates are character spans: the same span found in two overlapping windows
   is one candidate (with its best score), whitespace at either end is trimmed by
   moving the offsets, and a span never ends between a letter and its combining
-  marks (Devanagari or Thai vowel signs, Arabic harakat).
+  marks (Devanagari or Thai vowel signs, Arabic harakat);
+- with ``align_to_words`` (as the HF ``question-answering`` pipeline), a span that
+  starts or ends inside a word ("scor" of "scoring") grows to the whole word. Words
+  end at whitespace and punctuation, as BERT's (and ``MultilingualTokenizer``'s) do;
+  scripts written without spaces (CJK, kana, Thai, Lao, Khmer, Myanmar, Tibetan)
+  are left alone, since a "word" there can be a whole clause.
+
+Only offsets ever move: the answer text is always ``context[start_char:end_char]``.
 
 ``score`` is a probability: the softmax of the candidate scores over the n-best
 list (plus the null score with ``allow_no_answer``), as utils_qa computes it.
@@ -108,6 +115,7 @@ def decode(
     top_k: int = 1,
     allow_no_answer: bool = False,
     null_threshold: float = 0.0,
+    align_to_words: bool = True,
 ) -> Prediction:
     """The best answers to one question from the logits of all its windows.
 
@@ -118,13 +126,14 @@ def decode(
     top_k (int): Answers to return (fewer when there are fewer candidates).
     allow_no_answer (bool): SQuAD 2.0 mode: return no answer unless a span beats the null score.
     null_threshold (float): Added to the null score; higher means "no answer" more often.
+    align_to_words (bool): Grow spans that cut a word to the whole word (space-separated scripts).
     RETURNS (Prediction): The answers, best first, with the scores behind them.
     """
     parts = [
         window_spans(s, e, o, n_best_size=n_best_size, max_answer_length=max_answer_length)
         for s, e, o in zip(start_logits, end_logits, offsets)
     ]
-    candidates = _nbest(context, parts, n_best_size)
+    candidates = _nbest(context, parts, n_best_size, align_to_words)
     null = null_score(start_logits, end_logits)
     prediction = Prediction(best_score=candidates[0][0] if candidates else None, null_score=null)
     if not candidates:
@@ -142,7 +151,7 @@ def decode(
     return prediction
 
 
-def _nbest(context: str, parts, n_best_size: int) -> List[Tuple[float, Tuple[int, int]]]:
+def _nbest(context: str, parts, n_best_size: int, align_to_words: bool) -> List[Tuple[float, Tuple[int, int]]]:
     """Distinct clean character spans, best first, at most ``n_best_size``."""
     if not parts:
         return []
@@ -152,7 +161,7 @@ def _nbest(context: str, parts, n_best_size: int) -> List[Tuple[float, Tuple[int
     seen = set()
     candidates = []
     for i in numpy.argsort(-scores, kind="stable"):
-        span = clean_span(context, int(starts[i]), int(ends[i]))
+        span = clean_span(context, int(starts[i]), int(ends[i]), align_to_words=align_to_words)
         if span is None or span in seen:
             continue
         seen.add(span)
@@ -162,8 +171,9 @@ def _nbest(context: str, parts, n_best_size: int) -> List[Tuple[float, Tuple[int
     return candidates
 
 
-def clean_span(context: str, start: int, end: int) -> Optional[Tuple[int, int]]:
-    """Adjust character offsets so the span has no outer whitespace and cuts no character.
+def clean_span(context: str, start: int, end: int, *, align_to_words: bool = False) -> Optional[Tuple[int, int]]:
+    """Adjust character offsets so the span has no outer whitespace and cuts no character
+    (nor, with ``align_to_words``, a word of a space-separated script).
 
     SentencePiece offsets may include the space the "▁" marker stands for, and a
     wordpiece may end before a combining mark; only the offsets move, so the text
@@ -184,11 +194,43 @@ def clean_span(context: str, start: int, end: int) -> Optional[Tuple[int, int]]:
             end += 2
         else:
             break
+    if align_to_words:
+        while start > 0 and _in_word(context[start - 1]) and _in_word(context[start]):
+            start -= 1
+        while end < len(context) and _in_word(context[end - 1]) and _in_word(context[end]):
+            end += 1
     return start, end
 
 
 def _is_mark(char: str) -> bool:
     return unicodedata.category(char).startswith("M")
+
+
+# Scripts written without spaces: a run of their letters is not one word.
+_NO_SPACE_SCRIPTS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x0F00, 0x0FFF),  # Tibetan
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x2E80, 0x2FDF),  # CJK radicals
+    (0x3040, 0x30FF),  # Hiragana, Katakana
+    (0x31F0, 0x31FF),  # Katakana extensions
+    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3134F),  # CJK ideographs
+)
+
+
+def _in_word(char: str) -> bool:
+    """Inside a word of a space-separated script: not whitespace, not punctuation (BERT's
+    definition, as ``MultilingualTokenizer`` splits), not a character of a script without spaces."""
+    if char.isspace():
+        return False
+    code = ord(char)
+    # BERT counts all non-alphanumeric ASCII as punctuation ("$", "^", "`").
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return False
+    if unicodedata.category(char)[0] in "PZ":
+        return False
+    return not any(first <= code <= last for first, last in _NO_SPACE_SCRIPTS)
 
 
 def _softmax(scores: numpy.ndarray) -> numpy.ndarray:

@@ -300,7 +300,7 @@ def build_bert2bert(
     init_from_pretrained (bool): False: same network, random weights.
     RETURNS (HFObjects): tokenizer, the EncoderDecoderModel, vocab file contents.
     """
-    from transformers import AutoModel, AutoModelForCausalLM, EncoderDecoderModel
+    from transformers import AutoModel, EncoderDecoderModel, GenerationConfig
 
     # Offline-first loading with one-line errors; gives tokenizer, config and encoder.
     loaded = load_pretrained(name, dict(tokenizer_config or {}), dict(transformer_config or {}))
@@ -333,6 +333,9 @@ def build_bert2bert(
     seq2seq.config.vocab_size = seq2seq.config.decoder.vocab_size
     setattr(seq2seq.config, VOCAB_MAP_KEY, vocab_map)
     setattr(seq2seq.config, SHARE_KEY, bool(share_weights))
+    # So that a plain `seq2seq.generate(...)` (e.g. a benchmark baseline) knows the
+    # special ids too; a model rebuilt by from_bytes gets them from its config.
+    seq2seq.generation_config = GenerationConfig.from_model_config(seq2seq.config)
     seq2seq.to(get_torch_default_device())
     return HFObjects(tokenizer, seq2seq, loaded.vocab_file_contents, {}, {})
 
@@ -377,10 +380,11 @@ def build_vocab_map(tokenizer, texts: Sequence[str]) -> List[int]:
     Sorted order keeps the low ids of special tokens (e.g. BERT's [PAD] = 0) unchanged.
     """
     ids = set(int(i) for i in tokenizer.all_special_ids)
-    encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]
-    for sequence in encoded:
-        ids.update(int(i) for i in sequence)
-    return sorted(ids)
+    texts = list(texts)
+    for start in range(0, len(texts), 10000):  # bounded memory for large corpora
+        for sequence in tokenizer(texts[start : start + 10000], add_special_tokens=True, truncation=False)["input_ids"]:
+            ids.update(sequence)
+    return sorted(int(i) for i in ids)
 
 
 def restrict_decoder_vocab(decoder, vocab_map: Sequence[int], specials: Dict[str, int]):

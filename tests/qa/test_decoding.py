@@ -109,6 +109,25 @@ def test_spans_never_cut_a_letter_from_its_marks():
     assert context[slice(*clean_span(context, 7, 8))] == "भा"
 
 
+@pytest.mark.parametrize(
+    "context,piece,expected",
+    [
+        ("won by scoring 23–16 points", "scor", "scoring"),
+        ("won by scoring 23–16 points", "ori", "scoring"),
+        ("won by scoring 23–16 points", "23", "23"),  # "–" is punctuation: a word boundary
+        ("عاصمة مصر", "ع", "عاصمة"),
+        ("चंदनपुर की पत्रिका", "चंद", "चंदनपुर"),
+        ("我爱北京天安门", "天安", "天安"),  # no spaces in Chinese: no words to grow to
+        ("เมืองหลวงคือกรุงเทพ", "กรุง", "กรุง"),
+    ],
+)
+def test_align_to_words_grows_cut_words_in_space_separated_scripts(context, piece, expected):
+    start = context.index(piece)
+    aligned = clean_span(context, start, start + len(piece), align_to_words=True)
+    assert context[slice(*aligned)] == expected
+    assert context[slice(*clean_span(context, start, start + len(piece)))] == piece  # off: exact pieces
+
+
 def test_best_null_threshold_maximizes_f1():
     # Answerable questions have high margins, unanswerable ones low: a threshold in between wins.
     margins = [5.0, 3.0, -1.0, -2.0, None]
