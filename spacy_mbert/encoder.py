@@ -26,7 +26,7 @@ from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel
 from spacy_transformers.util import make_tempdir
-from thinc.api import Model, get_torch_default_device
+from thinc.api import ArgsKwargs, Model, get_torch_default_device
 
 from .errors import EncoderNotFoundError, UserError
 
@@ -224,7 +224,25 @@ class MBertShim(HFShim):
     The format is the same msgpack dict as spacy-transformers' HFShim, so pipelines
     stay loadable by either. Pass ``model_cls`` (e.g. ``AutoModelForQuestionAnswering``)
     to wrap a model with a task head; the head's weights are saved with the rest.
+
+    In prediction, the windows of a batch go through the encoder at most
+    ``max_windows_per_pass`` at a time: spacy-transformers runs all the windows of
+    a batch in one pass, so a single long doc (a 100,000-character doc has ~200-1,000
+    windows) would need activation memory in proportion to its length. The outputs
+    are the same, concatenated.
     """
+
+    max_windows_per_pass: int = 64
+
+    def predict(self, inputs: ArgsKwargs):
+        n_rows = _batch_rows(inputs)
+        step = self.max_windows_per_pass
+        if n_rows <= step:
+            return super().predict(inputs)
+        outputs = []
+        for start in range(0, n_rows, step):
+            outputs.append(super().predict(_slice_rows(inputs, start, start + step, n_rows)))
+        return _concat_rows(outputs)
 
     def to_bytes(self) -> bytes:
         hf_model = self._hfmodel
@@ -291,3 +309,35 @@ class MBertShim(HFShim):
         self._model = transformer
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         return self
+
+
+def _batch_rows(inputs: ArgsKwargs) -> int:
+    """The batch size shared by all input tensors (0 when they do not share one)."""
+    values = (*inputs.args, *inputs.kwargs.values())
+    rows = {value.shape[0] for value in values if isinstance(value, torch.Tensor) and value.dim()}
+    return rows.pop() if len(rows) == 1 else 0
+
+
+def _slice_rows(inputs: ArgsKwargs, start: int, stop: int, n_rows: int) -> ArgsKwargs:
+    def cut(value):
+        is_batch = isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == n_rows
+        return value[start:stop] if is_batch else value
+
+    return ArgsKwargs(
+        args=tuple(cut(value) for value in inputs.args),
+        kwargs={key: cut(value) for key, value in inputs.kwargs.items()},
+    )
+
+
+def _concat_rows(outputs: list):
+    """Join the outputs of consecutive row slices (ModelOutput, tuples of tensors, tensors)."""
+    from transformers.utils import ModelOutput
+
+    head = outputs[0]
+    if isinstance(head, torch.Tensor):
+        return torch.cat(outputs, dim=0) if head.dim() else head
+    if isinstance(head, ModelOutput):
+        return type(head)(**{key: _concat_rows([output[key] for output in outputs]) for key in head.keys()})
+    if isinstance(head, (tuple, list)):
+        return type(head)(_concat_rows(list(items)) for items in zip(*outputs))
+    return head

@@ -4,6 +4,8 @@ Code raises :class:`UserError` (or a subclass) for anything caused by input,
 configuration or environment. The CLI prints such errors without a traceback.
 """
 
+from contextlib import contextmanager
+
 
 class UserError(ValueError):
     """A problem with the user's input, config or environment; the message says how to fix it."""
@@ -15,3 +17,23 @@ class EncoderNotFoundError(UserError, OSError):
 
 class DataFormatError(UserError):
     """A data file is malformed; the message names the file, line and field."""
+
+
+@contextmanager
+def corrupted_file_errors(what: str):
+    """Turn the msgpack/torch errors of reading a damaged model file into one line with the fix.
+
+    what (str): What is being read, e.g. "The 'mbert_translator' component's model file".
+    UserErrors and OSErrors (a missing file) pass through unchanged.
+    """
+    try:
+        yield
+    except (UserError, OSError):
+        raise
+    except Exception as error:  # msgpack and torch raise many unrelated types
+        text = str(error).strip()
+        reason = text.splitlines()[0][:120] if text else ""
+        raise UserError(
+            f"{what} is corrupted or truncated ({type(error).__name__}: {reason}); "
+            f"re-save or re-download the pipeline."
+        ) from None

@@ -300,6 +300,37 @@ def score_translation(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
     return score_translation_for_evaluate(examples, pipe)
 
 
+def read_squad_for_eval(
+    path: Path, *, nlp: Language, pipe: Any, lang: Optional[str], labels: Optional[Sequence[str]]
+) -> List[Doc]:
+    """Read SQuAD JSON (``data[].paragraphs[].qas[]``) into reference docs.
+
+    Articles without a language code (and no ``lang``) get ``doc._.lang = None``.
+    """
+    from .convert import read_squad
+
+    docs = read_squad(path, nlp=nlp, lang=lang or UNDETERMINED)
+    for doc in docs:
+        if doc._.lang == UNDETERMINED:
+            doc._.lang = None
+    return docs
+
+
+@task_scorer(
+    "mbert_qa",
+    metrics=(Metric("qa_exact", "exact"), Metric("qa_f1", "F1")),
+    main="qa_f1",
+    read=read_squad_for_eval,
+    suffixes=(".json",),
+)
+def score_qa(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
+    """SQuAD exact match and F1: max over the gold answers, MLQA normalization per language."""
+    from .qa.scorer import score_qa as squad_scores
+
+    scores = squad_scores(examples)
+    return {"qa_exact": scores["qa_exact"], "qa_f1": scores["qa_f1"]}
+
+
 # --------------------------------------------------------------------------- evaluate
 
 

@@ -34,7 +34,7 @@ from thinc.layers.chain import init as init_chain
 from thinc.layers.resizable import resizable, resize_linear_weighted
 from thinc.types import Floats2d
 
-from .errors import UserError
+from .errors import UserError, corrupted_file_errors
 from .layers import batch_mean_gradient, check_pooling, cls_pool, sigmoid_bce
 
 
@@ -100,6 +100,7 @@ def ClsPoolTextCat(
     if mean_loss:
         layers.append(batch_mean_gradient())
     model: Model[List[Doc], Floats2d] = chain(*layers)
+    model.__class__ = ClsPoolTextCatModel
     model.init = _init
     # The Transformer component finds its listeners by walking the model; the
     # "listener" ref is what spacy-transformers' own listener architectures set.
@@ -113,6 +114,14 @@ def ClsPoolTextCat(
     if nO is not None:
         model.set_dim("nO", cast(int, nO))
     return model
+
+
+class ClsPoolTextCatModel(Model):
+    """The head's chain; a damaged saved model fails with one line instead of a msgpack error."""
+
+    def from_bytes(self, bytes_data: bytes) -> "ClsPoolTextCatModel":
+        with corrupted_file_errors("The text classifier's model file"):
+            return super().from_bytes(bytes_data)
 
 
 def _init(model: Model, X=None, Y=None) -> None:

@@ -135,7 +135,7 @@ class QuestionAnswerer(TrainablePipe):
             ("batch_size", batch_size), ("max_batch_windows", max_batch_windows),
         ):
             if value < 1:
-                raise UserError(f"mbert_qa: {setting} must be at least 1, got {value}")
+                raise UserError(f"'{name}': {setting} must be at least 1, got {value}; fix the component's config")
         self.vocab = vocab
         self.model = model
         self.name = name

@@ -17,6 +17,7 @@ original context string (``-1`` for question and special tokens), which is what
 makes every answer an exact slice of the context, in every script.
 """
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -86,9 +87,12 @@ class PairTemplate:
         return len(self.prefix) + len(self.middle) + len(self.suffix)
 
 
+_TEMPLATES: "weakref.WeakKeyDictionary[object, PairTemplate]" = weakref.WeakKeyDictionary()
+
+
 def pair_template(tokenizer) -> PairTemplate:
     """Read the pair template off the tokenizer itself (BERT, XLM-R, ... all differ)."""
-    cached = getattr(tokenizer, "_spacy_mbert_pair_template", None)
+    cached = _TEMPLATES.get(tokenizer)
     if cached is not None:
         return cached
     encoding = tokenizer("a", "b", return_token_type_ids="token_type_ids" in tokenizer.model_input_names)
@@ -113,10 +117,7 @@ def pair_template(tokenizer) -> PairTemplate:
         middle_types=() if types is None else tuple(types[a] for a in range(*spans[1])),
         suffix_types=() if types is None else tuple(types[a] for a in range(*spans[2])),
     )
-    try:
-        tokenizer._spacy_mbert_pair_template = template
-    except AttributeError:  # pragma: no cover - tokenizers with __slots__
-        pass
+    _TEMPLATES[tokenizer] = template
     return template
 
 

@@ -19,7 +19,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from ..errors import UserError
+from ..errors import UserError, corrupted_file_errors
 from ..extensions import install_extensions
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
@@ -236,6 +236,14 @@ class Translator(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError("mbert_translator has no labels.")
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "Translator":
+        with corrupted_file_errors(f"The '{self.name}' component's model file"):
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()) -> "Translator":
+        with corrupted_file_errors(f"The '{self.name}' component's model file"):
+            return super().from_disk(path, exclude=exclude)
 
 
 def _is_text(value: object) -> bool:

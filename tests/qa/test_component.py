@@ -1,6 +1,7 @@
 """The ``mbert_qa`` component on the tiny offline encoders: training, answering, saving, ``spacy train``."""
 
 import json
+import os
 import random
 import re
 import shutil
@@ -8,14 +9,17 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
+import torch
 from spacy.training import Example
 from spacy.util import fix_random_seed, minibatch
 
 from spacy_mbert.convert import convert
 from spacy_mbert.errors import EncoderNotFoundError, UserError
 from spacy_mbert.qa import QuestionAnswerer
+from spacy_mbert.qa.model import get_tokenizer, get_transformer
 
 from ..conftest import CORPUS, blank_xx, run_python
 
@@ -226,6 +230,30 @@ def test_tune_null_threshold_on_dev(trained):
         qa.cfg.update(before)
 
 
+def test_logits_equal_hugging_face_on_run_qa_features(tiny_unigram_dir):
+    """Same windows, same model: padding per batch (ours) or to max_length (run_qa) changes nothing."""
+    nlp = qa_pipeline(tiny_unigram_dir)
+    nlp.initialize()
+    qa = nlp.get_pipe("mbert_qa")
+    tokenizer, hf_model = get_tokenizer(qa.model), get_transformer(qa.model)
+    context = " ".join(["The observatory was built in 1962 on a hill above the town."] * 8)
+    questions, contexts = [QUESTION, "When was it built?", "北京？"], [context, context, "北京是中国的首都。"]
+    features = tokenizer(
+        questions, contexts, truncation="only_second", max_length=64, stride=16,
+        return_overflowing_tokens=True, padding="max_length", return_tensors="pt",
+    )
+    inputs = {k: v for k, v in features.items() if k in tokenizer.model_input_names}
+    hf_model.eval()
+    with torch.no_grad():
+        expected = hf_model(**inputs)
+    windows = qa._encode(questions, contexts)
+    starts, ends = qa._logits(windows)
+    assert len(windows) == len(expected.start_logits) > len(questions)
+    for i, window in enumerate(windows):
+        numpy.testing.assert_allclose(starts[i], expected.start_logits[i, : len(window)].numpy(), atol=1e-4)
+        numpy.testing.assert_allclose(ends[i], expected.end_logits[i, : len(window)].numpy(), atol=1e-4)
+
+
 def test_training_in_chunks_gives_the_gradient_of_the_whole_batch(tiny_wordpiece_dir):
     no_dropout = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     nlp = qa_pipeline(tiny_wordpiece_dir, model={"transformer_config": no_dropout})
@@ -308,7 +336,7 @@ def test_spacy_train_and_offline_load(tiny_wordpiece_dir, tmp_path, offline_env)
         "doc = nlp(doc)\n"
         "print(json.dumps({'doc': doc._.answers, 'api': nlp.get_pipe('mbert_qa').answer(doc.text, ['首都？'], top_k=2)}))\n"
     )
-    loaded = run_python(code, env=offline_env)
+    loaded = run_python(code, env={**offline_env, "OMP_NUM_THREADS": "1"})
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     output = json.loads(loaded.stdout.strip().splitlines()[-1])
     for answer in output["doc"] + output["api"][0]:
@@ -319,4 +347,5 @@ def test_spacy_train_and_offline_load(tiny_wordpiece_dir, tmp_path, offline_env)
 def _run(command):
     import subprocess
 
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the one_torch_thread fixture, for the subprocess
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
