@@ -119,6 +119,8 @@ def ClsPoolTextCat(
 class ClsPoolTextCatModel(Model):
     """The head's chain; a damaged saved model fails with one line instead of a msgpack error."""
 
+    __slots__ = ()  # thinc's Model has slots: the class of a chain can then be switched to this one
+
     def from_bytes(self, bytes_data: bytes) -> "ClsPoolTextCatModel":
         with corrupted_file_errors("The text classifier's model file"):
             return super().from_bytes(bytes_data)
