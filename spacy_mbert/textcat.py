@@ -23,6 +23,8 @@ the gradient of the *mean* cross-entropy over the batch, as in Hugging Face.
 """
 
 from functools import partial
+
+import numpy
 from typing import List, Optional, cast
 
 from spacy.ml.models.textcat import NEG_VALUE, resize_and_set_ref
@@ -83,13 +85,17 @@ def ClsPoolTextCat(
     for _ in range(depth):
         layers.append(Gelu(nO=hidden_width, dropout=dropout))
     nI = hidden_width if depth > 0 else None
+    # Small random output weights, as Hugging Face initialises its classifier
+    # (normal, std 0.02). thinc's Softmax starts at zero, which sends no gradient
+    # into the encoder at first and only a tiny one (~lr-sized weights) for many
+    # steps: below Adam's epsilon, so the encoder barely fine-tunes.
     if exclusive_classes:
         # New labels added after training start with a very negative bias, so
         # they get ~0 probability until trained (as spaCy's textcat does).
-        output_layer: Model = Softmax(nO=nO, nI=nI)
+        output_layer: Model = Softmax(nO=nO, nI=nI, init_W=hf_normal_init)
         fill_defaults = {"W": 0, "b": NEG_VALUE}
     else:
-        output_layer = Linear(nO=nO, nI=nI)
+        output_layer = Linear(nO=nO, nI=nI, init_W=hf_normal_init)
         fill_defaults = {"W": 0, "b": 0}
     resizable_layer: Model = resizable(
         output_layer, resize_layer=partial(resize_linear_weighted, fill_defaults=fill_defaults)
@@ -114,6 +120,11 @@ def ClsPoolTextCat(
     if nO is not None:
         model.set_dim("nO", cast(int, nO))
     return model
+
+
+def hf_normal_init(ops, shape) -> Floats2d:
+    """Normal(0, 0.02) weights, Hugging Face's ``initializer_range`` (seeded by spaCy's seed)."""
+    return ops.asarray2f(numpy.random.normal(0.0, 0.02, shape).astype("float32"))
 
 
 class ClsPoolTextCatModel(Model):
