@@ -258,6 +258,7 @@ def main(
     batch_size: int = typer.Option(32, help="Batch size (docs) for (a) and (c); (b) uses padded batches of 1000 words."),
     threads: int = typer.Option(2, help="Torch threads for every system."),
     name: str = typer.Option("sib200_textcat", help="Results file stem under benchmarks/results/."),
+    merge: List[Path] = typer.Option([], help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes."),
 ):
     require_dir(data, "SIB-200")
     pin_threads(threads)
@@ -270,7 +271,9 @@ def main(
     words = sum(len(text.split()) for text in test_texts)
     chars = sum(len(text) for text in test_texts)
     results = {}
-    for system in systems.split(","):
+    for path in merge:
+        results.update(json.loads(path.read_text(encoding="utf8"))["results"])
+    for system in [s for s in systems.split(",") if s]:
         print(f"=== {SYSTEM_NAMES[system]} ===", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             if system == "c":
@@ -297,7 +300,7 @@ def write_report(name: str, results: dict, *, encoder, data, epochs, lr, batch_s
     info = machine_info(threads)
     header = ["system"] + [lang.split("_")[0] for lang in LANGS] + ["avg", "train", "infer words/s", "infer chars/s"]
     rows = []
-    for system, result in results.items():
+    for system, result in sorted(results.items()):
         rows.append(
             [SYSTEM_NAMES[system]]
             + [f"{100 * result['accuracy'][lang]:.1f}" for lang in LANGS]
@@ -306,7 +309,7 @@ def write_report(name: str, results: dict, *, encoder, data, epochs, lr, batch_s
         )
     command = (
         f"python benchmarks/sib200_textcat.py --encoder {encoder} --data {data} --epochs {epochs} "
-        f"--lr {lr} --batch-size {batch_size} --threads {threads} --systems {','.join(results)}"
+        f"--lr {lr} --batch-size {batch_size} --threads {threads} --systems {','.join(sorted(results))}"
     )
     report = "\n".join([
         f"# SIB-200: train on English, test on 12 languages (accuracy %)",

@@ -13,6 +13,7 @@ restoring them.
 """
 
 import random
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, List
 
@@ -28,6 +29,20 @@ from spacy_mbert.encoders.tiny import build_tiny
 from ..conftest import ROOT, blank_xx, corpus_text_files
 
 CONFIGS = ROOT / "configs"
+
+
+@contextmanager
+def one_thread():
+    """Train on one torch thread (session fixtures run outside the autouse per-test fixture)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 # ------------------------------------------------------------------ textcat: one keyword decides
 
@@ -56,36 +71,34 @@ def textcat_examples(nlp) -> List[Example]:
     return examples
 
 
+def train_textcat(encoder_dir, steps=TEXTCAT_STEPS):
+    fix_random_seed(0)
+    config = load_config(
+        CONFIGS / "textcat.cfg",
+        overrides={
+            "paths.encoder": str(encoder_dir),
+            "training.max_steps": steps,
+            "training.optimizer.learn_rate.warmup_steps": 2,
+            "training.optimizer.learn_rate.initial_rate": 2e-3,
+        },
+        interpolate=True,
+    )
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    examples = textcat_examples(nlp)
+    random.Random(0).shuffle(examples)
+    optimizer = nlp.initialize(lambda: examples)
+    for step in range(steps):
+        start = (step * 12) % len(examples)
+        nlp.update((examples + examples)[start : start + 12], sgd=optimizer, drop=0.1)
+        optimizer.step_schedules()
+    return nlp
+
+
 @pytest.fixture(scope="session")
 def textcat_nlp(tiny_wordpiece_dir):
     """The shipped textcat config on the tiny encoder, trained until the keyword decides."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fix_random_seed(0)
-        config = load_config(
-            CONFIGS / "textcat.cfg",
-            overrides={
-                "paths.encoder": str(tiny_wordpiece_dir),
-                "training.max_steps": TEXTCAT_STEPS,
-                "training.optimizer.learn_rate.warmup_steps": 2,
-                "training.optimizer.learn_rate.initial_rate": 2e-3,
-            },
-            interpolate=True,
-        )
-        nlp = load_model_from_config(config, auto_fill=True, validate=True)
-        examples = textcat_examples(nlp)
-        random.Random(0).shuffle(examples)
-        optimizer = nlp.initialize(lambda: examples)
-        for step in range(TEXTCAT_STEPS):
-            start = (step * 12) % len(examples)
-            nlp.update((examples + examples)[start : start + 12], sgd=optimizer, drop=0.1)
-            optimizer.step_schedules()
-    finally:
-        torch.set_num_threads(threads)
-    return nlp
+    with one_thread():
+        return train_textcat(tiny_wordpiece_dir)
 
 
 # ------------------------------------------------------------------ QA: the word after "code"
@@ -129,26 +142,24 @@ def make_qa_pipeline(encoder_dir):
     return nlp
 
 
+def train_qa(encoder_dir, seed=0):
+    fix_random_seed(seed)
+    nlp = make_qa_pipeline(encoder_dir)
+    examples = qa_examples(nlp, seed=seed)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 4e-3
+    rng = random.Random(seed)
+    for _ in range(QA_EPOCHS):
+        rng.shuffle(examples)
+        for batch in minibatch(examples, 10):
+            nlp.update(batch, sgd=optimizer)
+    return nlp
+
+
 @pytest.fixture(scope="session")
 def qa_nlp(tiny_wordpiece_dir):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fix_random_seed(0)
-        nlp = make_qa_pipeline(tiny_wordpiece_dir)
-        examples = qa_examples(nlp)
-        optimizer = nlp.initialize(lambda: examples)
-        optimizer.learn_rate = 4e-3
-        rng = random.Random(0)
-        for _ in range(QA_EPOCHS):
-            rng.shuffle(examples)
-            for batch in minibatch(examples, 10):
-                nlp.update(batch, sgd=optimizer)
-    finally:
-        torch.set_num_threads(threads)
-    return nlp
+    with one_thread():
+        return train_qa(tiny_wordpiece_dir)
 
 
 def qa_doc(nlp, context: str, question: str = QUESTION):
@@ -174,27 +185,25 @@ def make_translator_pipeline(encoder_dir):
     return nlp
 
 
+def train_translator(encoder_dir, steps=30):
+    fix_random_seed(0)
+    nlp = make_translator_pipeline(encoder_dir)
+    examples = []
+    for text in COPY_TEXTS:
+        gold = nlp.make_doc(text)
+        gold._.translation = text
+        examples.append(Example(nlp.make_doc(text), gold))
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = 2e-3
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
 @pytest.fixture(scope="session")
 def translator_nlp(tiny_wordpiece_dir):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fix_random_seed(0)
-        nlp = make_translator_pipeline(tiny_wordpiece_dir)
-        examples = []
-        for text in COPY_TEXTS:
-            gold = nlp.make_doc(text)
-            gold._.translation = text
-            examples.append(Example(nlp.make_doc(text), gold))
-        optimizer = nlp.initialize(lambda: examples)
-        optimizer.learn_rate = 2e-3
-        for _ in range(30):
-            nlp.update(examples, sgd=optimizer)
-    finally:
-        torch.set_num_threads(threads)
-    return nlp
+    with one_thread():
+        return train_translator(tiny_wordpiece_dir)
 
 
 # ------------------------------------------------------------------ an encoder whose vocabulary knows Thai

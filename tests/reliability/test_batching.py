@@ -72,7 +72,9 @@ def test_textcat_pipe_is_complete_ordered_and_batch_independent(textcat_nlp, bat
 
 @pytest.mark.parametrize("batch_size", range(1, N + 1))
 def test_qa_pipe_is_complete_ordered_and_batch_independent(qa_nlp, batch_size):
-    _assert_same_answers(_qa_outputs(qa_nlp, batch_size=batch_size), _qa_outputs(qa_nlp, batch_size=N))
+    expected = _qa_outputs(qa_nlp, batch_size=N)
+    assert any(answers for _, answers, _ in expected)  # there are answers to compare
+    _assert_same_answers(_qa_outputs(qa_nlp, batch_size=batch_size), expected)
 
 
 @pytest.mark.parametrize("batch_size", range(1, N + 1))
