@@ -18,6 +18,7 @@ import spacy
 import typer
 from transformers import AutoTokenizer
 
+from spacy_mbert.convert import make_nlp
 from spacy_mbert.tokenizer import pieces_crossing_tokens
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,7 @@ def measure(encoder: Path, texts: List[Tuple[str, str]]) -> Dict[str, Dict[str, 
     """Per splitter and text group: (pieces inside one token, pieces, spaCy tokens)."""
     tokenizer = AutoTokenizer.from_pretrained(str(encoder))
     splitters = {
-        "spacy-mbert": spacy.blank("xx", config={"nlp": {"tokenizer": {"@tokenizers": "spacy-mbert.MultilingualTokenizer.v1"}}}),
+        "spacy-mbert": make_nlp(),
         "spaCy xx default": spacy.blank("xx"),
     }
     counts: Dict[str, Dict[str, List[int]]] = {name: defaultdict(lambda: [0, 0, 0]) for name in splitters}

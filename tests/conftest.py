@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import spacy
 
+from spacy_mbert.convert import make_nlp
 from spacy_mbert.encoders.tiny import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def run_python(code: str, env=None, cwd=None) -> subprocess.CompletedProcess:
 
 def blank_xx():
     """A blank multilingual pipeline with the BERT-aligned tokenizer."""
-    return spacy.blank("xx", config={"nlp": {"tokenizer": {"@tokenizers": "spacy-mbert.MultilingualTokenizer.v1"}}})
+    return make_nlp()
 
 
 def transformer_pipeline(encoder_dir, **model_config):
