@@ -245,9 +245,9 @@ def test_qa_answer_in_the_last_window_is_found(qa_nlp):
         if answers and answers[0]["text"] == city:
             assert answers[0]["start_char"] == len(context) - len(city) - 1 >= last_window_start
             found.append(city)
-    # The tiny model is not perfect: measured 9 or 10 of 10 over four builds of the tiny encoder
-    # (and 38-40 of 40 over training seeds). An unread last window would give 0.
-    assert len(found) >= 7, found
+    # The tiny model is not perfect, and its vocabulary differs between builds: measured 5 to 10
+    # of 10 over five builds. An unread last window would give 0.
+    assert len(found) >= 3, found
 
 
 # ------------------------------------------------------------------ long docs through the translator
