@@ -298,3 +298,18 @@ def test_gradients_reach_encoder_and_decoder(tiny_wordpiece_dir):
     before = seq2seq.decoder.get_output_embeddings().bias.detach().clone()
     model.finish_update(Adam(1e-3))
     assert not torch.equal(before, seq2seq.decoder.get_output_embeddings().bias.detach())
+
+
+def test_freeze_embeddings_keeps_the_encoder_word_embeddings_and_trains_the_rest(tiny_wordpiece_dir):
+    model = new_model(tiny_wordpiece_dir, COPY_TEXTS, freeze_embeddings=True)
+    seq2seq = model.shims[0].seq2seq
+    frozen = seq2seq.encoder.get_input_embeddings().weight.detach().clone()
+    trained = seq2seq.encoder.encoder.layer[0].attention.self.query.weight.detach().clone()
+    train(model, COPY_TEXTS, COPY_TEXTS, steps=3)
+    assert torch.equal(seq2seq.encoder.get_input_embeddings().weight, frozen)
+    assert not torch.equal(seq2seq.encoder.encoder.layer[0].attention.self.query.weight, trained)
+    # A pipeline loaded from bytes trains frozen as well.
+    loaded = Bert2Bert("unused", freeze_embeddings=True).from_bytes(model.to_bytes())
+    before = loaded.shims[0].seq2seq.encoder.get_input_embeddings().weight.detach().clone()
+    train(loaded, COPY_TEXTS, COPY_TEXTS, steps=2)
+    assert torch.equal(loaded.shims[0].seq2seq.encoder.get_input_embeddings().weight, before)
