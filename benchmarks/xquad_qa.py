@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -78,7 +79,7 @@ def score(predictions: Dict[str, str], tests: Dict[str, List[dict]]) -> Dict[str
 # --------------------------------------------------------------------------- (a) spacy-mbert
 
 
-def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, tests) -> dict:
+def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests) -> dict:
     from spacy.cli.train import train
     import spacy
 
@@ -94,8 +95,10 @@ def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, 
     overrides = {
         "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"), "paths.encoder": str(encoder),
         "components.mbert_qa.allow_no_answer": False,  # XQuAD is SQuAD v1.1: every question has an answer
+        # Windows per forward pass in training (the update is still over the whole batch) and prediction.
+        "components.mbert_qa.max_batch_windows": micro_batch, "components.mbert_qa.batch_size": 16,
         "training.max_epochs": 0, "training.max_steps": steps, "training.eval_frequency": steps,
-        "training.batcher.size": batch_size,
+        "training.batcher.size": batch_size, "training.logger.progress_bar": True,
         "training.optimizer.learn_rate.initial_rate": lr,
         "training.optimizer.learn_rate.total_steps": steps,
         "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
@@ -206,7 +209,8 @@ def predict_hf(model, tokenizer, questions: List[dict], *, max_length: int, stri
     return predictions
 
 
-def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int, tests, max_length: int, stride: int, seed: int = 42) -> dict:
+def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests, max_length: int,
+           stride: int, seed: int = 42) -> dict:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, get_linear_schedule_with_warmup
 
@@ -216,6 +220,7 @@ def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int
     model = AutoModelForQuestionAnswering.from_pretrained(str(encoder))
     train_questions = questions_of(load_articles(data, "en")[:N_TRAIN_ARTICLES])
     collate = DataCollatorWithPadding(tokenizer)
+    clock_start = time.perf_counter()
     with stopwatch() as clock:
         features = prepare_train_features(tokenizer, train_questions, max_length, stride)
         steps = epochs * math.ceil(len(features) / batch_size)
@@ -230,17 +235,27 @@ def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int
         for _ in range(epochs):
             random.shuffle(features)
             for begin in range(0, len(features), batch_size):
-                batch = collate(features[begin : begin + batch_size])
-                loss = model(**batch).loss
-                loss.backward()
+                batch = features[begin : begin + batch_size]
+                # Micro-batches bound memory; the gradient is that of the whole batch (mean loss).
+                for part in range(0, len(batch), micro_batch):
+                    chunk = batch[part : part + micro_batch]
+                    loss = model(**collate(chunk)).loss * (len(chunk) / len(batch))
+                    loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
                 optimizer.zero_grad()
+                done = schedule.last_epoch
+                if done % 10 == 0:
+                    print(f"(b) step {done}/{steps} ({clock_now(clock_start):.0f} s)", flush=True)
     with stopwatch() as infer:
-        predictions = {lang: predict_hf(model, tokenizer, qs, max_length=max_length, stride=stride) for lang, qs in tests.items()}
+        predictions = {lang: predict_hf(model, tokenizer, qs, max_length=max_length, stride=stride, batch_size=16) for lang, qs in tests.items()}
     return {"train_seconds": clock["seconds"], "infer_seconds": infer["seconds"], "predictions": predictions,
             "train_features": len(features)}
+
+
+def clock_now(start: float) -> float:
+    return time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- inference speed
@@ -287,6 +302,7 @@ def main(
     lr: float = typer.Option(5e-5, help="Peak learning rate for both systems."),
     batch_size: int = typer.Option(16, help="Questions per step for (a), windows per step for (b)."),
     threads: int = typer.Option(1, help="Torch threads per process."),
+    micro_batch: int = typer.Option(16, help="Windows per forward pass in training (bounds memory, same update), both systems."),
     speed_questions: int = typer.Option(40, help="Questions per language for the inference timing (x12 languages)."),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "xquad", help="Where models and per-system results go."),
@@ -299,13 +315,13 @@ def main(
     work.mkdir(parents=True, exist_ok=True)
     tests = {lang: questions_of(load_articles(data, lang)[N_TRAIN_ARTICLES:]) for lang in LANGS}
     if one:
-        run_one(one, encoder, data, work, epochs=epochs, lr=lr, batch_size=batch_size, tests=tests)
+        run_one(one, encoder, data, work, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests)
         return
     # Train the systems side by side, one process each, so they share the machine equally.
     procs = {
         system: subprocess.Popen([sys.executable, __file__, "--one", system, "--encoder", str(encoder), "--data", str(data),
                                   "--epochs", str(epochs), "--lr", str(lr), "--batch-size", str(batch_size),
-                                  "--threads", str(threads), "--work", str(work)])
+                                  "--threads", str(threads), "--micro-batch", str(micro_batch), "--work", str(work)])
         for system in systems.split(",") if system
     }
     failed = [system for system, proc in procs.items() if proc.wait() != 0]
@@ -318,21 +334,23 @@ def main(
         print(f"=== inference timing: {len(sample)} questions ===", flush=True)
         speed = time_inference(Path(results["a"]["model"]), sample, repeats=repeats, batch_size=batch_size)
         print(json.dumps(speed, indent=1), flush=True)
-    write_report(results, speed, tests=tests, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size, threads=threads)
+    write_report(results, speed, tests=tests, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size,
+                 micro_batch=micro_batch, threads=threads)
 
 
-def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, batch_size, tests) -> None:
+def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, batch_size, micro_batch, tests) -> None:
     print(f"=== {SYSTEM_NAMES[system]} ===", flush=True)
     if system == "a":
-        run = run_spacy(encoder, data, work / "a", epochs=epochs, lr=lr, batch_size=batch_size, tests=tests)
+        run = run_spacy(encoder, data, work / "a", epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests)
     else:
-        run = run_hf(encoder, data, epochs=epochs, lr=lr, batch_size=batch_size, tests=tests, max_length=384, stride=128)
+        run = run_hf(encoder, data, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests,
+                     max_length=384, stride=128)
     run["scores"] = score(run["predictions"], tests)
     (work / f"{system}.json").write_text(json.dumps(run, ensure_ascii=False, indent=1), encoding="utf8")
     print(json.dumps(run["scores"], indent=1), flush=True)
 
 
-def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, threads) -> None:
+def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads) -> None:
     info = machine_info(threads)
     n_test = sum(len(qs) for qs in tests.values())
     header = ["system", "metric"] + LANGS + ["avg", "train", "eval questions/s"]
@@ -344,7 +362,7 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
                         + [f"{v:.1f}" for v in values] + [f"**{sum(values) / len(values):.1f}**"]
                         + ([minutes(result["train_seconds"]), f"{n_test / result['infer_seconds']:.2f}"] if metric == "f1" else ["", ""]))
     command = (f"python benchmarks/xquad_qa.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
-               f"--batch-size {batch_size} --threads {threads} --systems {','.join(sorted(results))}")
+               f"--batch-size {batch_size} --micro-batch {micro_batch} --threads {threads} --systems {','.join(sorted(results))}")
     lines = [
         "# XQuAD: train on English (articles 0-35, 925 questions), zero-shot on articles 36-47 in 12 languages",
         "",
