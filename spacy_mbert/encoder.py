@@ -10,27 +10,41 @@ with three changes that matter to multilingual users:
   models such as multilingual-e5) load, train and save — spacy-transformers
   1.4 assumes a vocab file and crashes on them;
 - the saved pipeline carries weights, config and tokenizer, so ``spacy.load``
-  needs neither network nor cache, and a corrupted file gives a clear error.
+  needs neither network nor cache, and a corrupted file gives a clear error
+  (the weights are saved with a SHA-256 checksum, so changed bytes are caught too);
+- nothing of a long doc is dropped: the default windows
+  (``spacy-mbert.wordpiece_strided_spans.v1``) fit the encoder, and a single
+  spaCy token longer than a window is split over several encoder rows where
+  spacy-transformers would cut it (other over-long windows are cut with a warning).
 """
 
+import hashlib
 import os
+import warnings
 from io import BytesIO
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
+import numpy
 import srsly
 import torch
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.util import SimpleFrozenDict, registry
-from spacy_transformers.data_classes import FullTransformerBatch, HFObjects
+from spacy_transformers.align import get_alignment, get_alignment_via_offset_mapping
+from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
 from spacy_transformers.layers.hf_shim import HFShim
-from spacy_transformers.layers.transformer_model import TransformerModel
-from spacy_transformers.util import make_tempdir
+from spacy_transformers.layers.transformer_model import TransformerModel, huggingface_tokenize
+from spacy_transformers.truncate import truncate_oversize_splits
+from spacy_transformers.util import make_tempdir, maybe_flush_pytorch_cache
 from thinc.api import ArgsKwargs, Model, get_torch_default_device
+from thinc.types import Ragged
 
-from .errors import EncoderNotFoundError, UserError
+from .errors import EncoderNotFoundError, UserError, WeightsChecksumError
+from .span_getters import configure_wordpiece_strided_spans
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
+# Key of the weights' SHA-256 (hex) in the saved shim dict, next to "state".
+WEIGHTS_CHECKSUM_KEY = "state_sha256"
 
 
 @registry.architectures("spacy-mbert.MBertTransformer.v1")
@@ -46,14 +60,16 @@ def MBertTransformer(
 
     name (str): Hub name (e.g. "bert-base-multilingual-cased") or local checkpoint directory.
     get_spans (Callable[[List[Doc]], List[List[Span]]]): Splits docs into windows; defaults
-        to strided windows of 128 tokens with a stride of 96.
+        to ``spacy-mbert.wordpiece_strided_spans.v1``: windows of 128 tokens with a stride
+        of 96, shortened where they would have more wordpieces than the encoder takes.
+        A span getter with a ``set_tokenizer`` method is given the tokenizer before each use.
     tokenizer_config (dict): Keyword arguments for ``AutoTokenizer.from_pretrained``.
     transformer_config (dict): Keyword arguments for ``AutoConfig.from_pretrained``.
     mixed_precision (bool): Run the forward pass in mixed precision (GPU).
     grad_scaler_config (dict): Settings for the gradient scaler used with mixed precision.
     """
     if get_spans is None:
-        get_spans = registry.span_getters.get("spacy-transformers.strided_spans.v1")(window=128, stride=96)
+        get_spans = configure_wordpiece_strided_spans(window=128, stride=96)
     return MBertTransformerModel(
         name,
         get_spans,
@@ -81,15 +97,20 @@ class MBertTransformerModel(TransformerModel):
             mixed_precision, dict(grad_scaler_config),
         )
         self.init = _init_transformer
+        self._func = _forward
         self.layers[0].shims[0] = MBertShim(
             self.layers[0].shims[0]._hfmodel,
             mixed_precision=mixed_precision,
             grad_scaler_config=dict(grad_scaler_config),
         )
+        # Prediction runs windows in length-sorted groups of 16 (less padding).
+        self.layers[0].shims[0].length_sorted_rows = 16
 
     def from_bytes(self, bytes_data: bytes) -> "MBertTransformerModel":
         try:
             return super().from_bytes(bytes_data)
+        except WeightsChecksumError as error:
+            raise error.naming("The transformer model file") from None
         except UserError:
             raise
         except Exception as error:  # msgpack and torch raise many unrelated types
@@ -102,12 +123,148 @@ class MBertTransformerModel(TransformerModel):
         copied = super().copy()
         copied.__class__ = MBertTransformerModel
         copied.init = _init_transformer
+        copied._func = _forward
         return copied
 
 
 def _first_line(error: Exception, limit: int = 120) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:limit] if text else ""
+
+
+def _forward(model: TransformerModel, docs: List[Doc], is_train: bool) -> Tuple[FullTransformerBatch, Callable]:
+    """spacy-transformers' forward pass, except for what happens to windows that are too long.
+
+    spacy-transformers cuts every window to the tokenizer's ``model_max_length``
+    wordpieces and drops the rest without a word. Here a window that is one spaCy
+    token too long for the encoder is split over several rows instead (nothing is
+    dropped), and any other window that is too long is cut with a warning that
+    names the span getter that avoids it.
+    """
+    tokenizer = model.tokenizer
+    get_spans = model.attrs["get_spans"]
+    if hasattr(get_spans, "set_tokenizer"):
+        # Set on every call: after spacy.load or a copy, the tokenizer is another object.
+        get_spans.set_tokenizer(tokenizer)
+    nested_spans = get_spans(docs)
+    flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
+    maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
+    batch_encoding = huggingface_tokenize(tokenizer, [span.text for span in flat_spans])
+    wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
+    if "offset_mapping" in batch_encoding:
+        align = get_alignment_via_offset_mapping(flat_spans, batch_encoding["offset_mapping"])
+    else:
+        align = get_alignment(flat_spans, wordpieces.strings, tokenizer.all_special_tokens)
+    nested_spans, wordpieces, align = fit_windows(nested_spans, wordpieces, align, tokenizer)
+    model_output, bp_tensors = model.layers[0](wordpieces, is_train)
+    output = FullTransformerBatch(spans=nested_spans, wordpieces=wordpieces, model_output=model_output, align=align)
+
+    def backprop(d_output: FullTransformerBatch) -> List[Doc]:
+        bp_tensors(d_output.model_output)
+        return docs
+
+    return output, backprop
+
+
+def fit_windows(
+    nested_spans: List[List[Span]], wordpieces: WordpieceBatch, align: Ragged, tokenizer
+) -> Tuple[List[List[Span]], WordpieceBatch, Ragged]:
+    """Make every row fit ``tokenizer.model_max_length``.
+
+    A row whose window is a single spaCy token is split into consecutive rows,
+    each with the window's special tokens around a part of the token's wordpieces;
+    the window's span is repeated once per row (spacy-transformers gives each doc
+    one row per span), and the alignment points at the new rows. Other rows that
+    are too long are cut as spacy-transformers cuts them, with a warning.
+    """
+    max_length = tokenizer.model_max_length
+    lengths = numpy.asarray(wordpieces.attention_mask).sum(axis=1).astype("int64")
+    long_rows = numpy.flatnonzero(lengths > max_length)
+    if not len(long_rows):
+        return nested_spans, wordpieces, align
+    flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
+    seq_len = wordpieces.input_ids.shape[1]
+    flat = numpy.asarray(align.dataXd).astype("int64").ravel()
+    # Content of each splittable row: [first, last] aligned position (between the specials).
+    content: Dict[int, Tuple[int, int]] = {}
+    for row in long_rows.tolist():
+        positions = flat[flat // seq_len == row] % seq_len
+        if len(flat_spans[row]) == 1 and len(positions):
+            first, last = int(positions.min()), int(positions.max())
+            if max_length - first - (lengths[row] - 1 - last) >= 1:
+                content[row] = (first, last)
+    cut = [row for row in long_rows.tolist() if row not in content]
+    if cut:
+        span = flat_spans[cut[0]]
+        warnings.warn(
+            f"{len(cut)} window(s) have more wordpieces than the encoder takes ({max_length}), e.g. "
+            f"{int(lengths[cut[0]])} for {_preview(span.text)}; the wordpieces past {max_length} are not read. "
+            f"Use get_spans = spacy-mbert.wordpiece_strided_spans.v1, which keeps windows within the limit."
+        )
+    if content:
+        nested_spans, wordpieces, align = _split_rows(nested_spans, wordpieces, align, content, lengths, tokenizer)
+    if cut:
+        wordpieces, align = truncate_oversize_splits(wordpieces, align, max_length)
+    return nested_spans, wordpieces, align
+
+
+def _split_rows(nested_spans, wordpieces: WordpieceBatch, align: Ragged, content, lengths, tokenizer):
+    """Split each row in ``content`` (row -> (first, last) content position) into rows that fit."""
+    max_length = tokenizer.model_max_length
+    ids = numpy.asarray(wordpieces.input_ids)
+    types = None if wordpieces.token_type_ids is None else numpy.asarray(wordpieces.token_type_ids)
+    # The old row and its positions, for each new row: a split row's parts each get
+    # its prefix (e.g. [CLS]) and suffix (e.g. [SEP]).
+    new_rows: List[Tuple[int, numpy.ndarray]] = []
+    rows_per_old_row = []
+    for row in range(ids.shape[0]):
+        length = int(lengths[row])
+        if row not in content:
+            new_rows.append((row, numpy.arange(length)))
+            rows_per_old_row.append(1)
+            continue
+        first, last = content[row]
+        size = max_length - first - (length - 1 - last)
+        starts = range(first, last + 1, size)
+        for start in starts:
+            stop = min(start + size, last + 1)
+            new_rows.append((row, numpy.r_[0:first, start:stop, last + 1 : length]))
+        rows_per_old_row.append(len(starts))
+    new_len = max(len(cols) for _, cols in new_rows)
+    new_ids = numpy.full((len(new_rows), new_len), tokenizer.pad_token_id or 0, dtype=ids.dtype)
+    new_mask = numpy.zeros((len(new_rows), new_len), dtype=numpy.asarray(wordpieces.attention_mask).dtype)
+    new_types = None if types is None else numpy.zeros((len(new_rows), new_len), dtype=types.dtype)
+    strings: List[List[str]] = []
+    index_map = numpy.full(ids.size, -1, dtype="int64")
+    for i, (row, cols) in enumerate(new_rows):
+        new_ids[i, : len(cols)] = ids[row, cols]
+        new_mask[i, : len(cols)] = 1
+        if new_types is not None:
+            new_types[i, : len(cols)] = types[row, cols]
+        padding = [tokenizer.pad_token] * (new_len - len(cols))
+        strings.append([wordpieces.strings[row][col] for col in cols] + padding)
+        index_map[row * ids.shape[1] + cols] = i * new_len + numpy.arange(len(cols))
+    old_flat = numpy.asarray(align.dataXd)
+    new_flat = index_map[old_flat.astype("int64").ravel()]
+    if (new_flat < 0).any():  # Cannot happen: every aligned position is kept.
+        raise RuntimeError("Splitting a long window lost an aligned wordpiece.")
+    new_align = Ragged(new_flat.astype(old_flat.dtype), align.lengths)
+    new_nested: List[List[Span]] = []
+    row = 0
+    for doc_spans in nested_spans:
+        new_nested.append([])
+        for span in doc_spans:
+            new_nested[-1].extend([span] * rows_per_old_row[row])
+            row += 1
+    batch = WordpieceBatch(
+        strings=strings, input_ids=new_ids, attention_mask=new_mask,
+        lengths=[len(cols) for _, cols in new_rows], token_type_ids=new_types,
+    )
+    return new_nested, batch, new_align
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _init_transformer(model: TransformerModel, X=None, Y=None) -> None:
@@ -199,13 +356,33 @@ def _not_found_message(name: str, error: Exception) -> str:
 
 
 def check_vocabularies_match(name: str, tokenizer, config) -> None:
-    """Fail early when the tokenizer can produce ids the embedding matrix does not have."""
+    """Fail early when the tokenizer's ids do not mean what the weights were trained on.
+
+    Two checks: the tokenizer can produce ids the embedding matrix does not have
+    (a larger vocabulary), or it has exactly as many pieces as the embeddings but
+    another padding id than the model's config (another model's vocabulary of the
+    same size: every id would silently stand for another piece).
+
+    The padding ids are compared only when the sizes are equal: checkpoints that
+    reuse another model's vocabulary with a larger embedding matrix keep their
+    architecture's default config, e.g. Multilingual-MiniLM and multilingual-e5-small,
+    BERT configs (pad_token_id 0) with XLM-R's tokenizer (<pad> = 1, 250,002 pieces
+    for 250,037 embeddings); for BERT the padding id only matters at initialization.
+    """
     vocab_size = getattr(config, "vocab_size", None)
     if vocab_size is not None and len(tokenizer) > vocab_size:
         raise UserError(
             f"Encoder '{name}': its tokenizer has {len(tokenizer)} pieces but the model's embeddings "
             f"only {vocab_size}; the tokenizer files belong to another model. Use the tokenizer "
             f"saved with these weights."
+        )
+    expected, found = getattr(config, "pad_token_id", None), getattr(tokenizer, "pad_token_id", None)
+    if len(tokenizer) == vocab_size and isinstance(expected, int) and isinstance(found, int) and expected != found:
+        raise UserError(
+            f"Encoder '{name}': its tokenizer gives the padding token {tokenizer.pad_token!r} the id {found} but "
+            f"the model's config has pad_token_id = {expected}; the tokenizer files belong to another model with "
+            f"a vocabulary of the same size ({vocab_size}). Put the tokenizer files saved with these weights "
+            f"into '{name}'."
         )
 
 
@@ -233,16 +410,56 @@ class MBertShim(HFShim):
     """
 
     max_windows_per_pass: int = 64
+    # > 0: sort the windows by length and run them this many at a time, each group
+    # cut to its own longest window (see ``_predict_by_length``). Set by
+    # MBertTransformerModel; task models that pad per length-sorted batch themselves
+    # (QA) leave it off.
+    length_sorted_rows: int = 0
 
     def predict(self, inputs: ArgsKwargs):
         n_rows = _batch_rows(inputs)
-        step = self.max_windows_per_pass
-        if n_rows <= step:
-            return super().predict(inputs)
+        with torch.inference_mode():
+            if self.length_sorted_rows > 0 and n_rows > 1 and self._right_padded(inputs):
+                return self._predict_by_length(inputs, n_rows)
+            step = self.max_windows_per_pass
+            if n_rows <= step:
+                return super().predict(inputs)
+            outputs = []
+            for start in range(0, n_rows, step):
+                outputs.append(super().predict(_slice_rows(inputs, start, start + step, n_rows)))
+            return _concat_rows(outputs)
+
+    def _right_padded(self, inputs: ArgsKwargs) -> bool:
+        mask = inputs.kwargs.get("attention_mask")
+        tokenizer = self._hfmodel.tokenizer
+        return (
+            isinstance(mask, torch.Tensor) and mask.dim() == 2
+            and getattr(tokenizer, "padding_side", "right") == "right"
+        )
+
+    def _predict_by_length(self, inputs: ArgsKwargs, n_rows: int):
+        """Run the windows longest first, in groups padded only to their own longest window.
+
+        spacy-transformers pads every window of a batch to the batch's longest one,
+        so a batch of sentences of mixed length spends up to half its time on
+        padding. The outputs are put back in input order and padded with zeros to
+        the batch's width (spacy-transformers never reads padded positions).
+        """
+        mask = inputs.kwargs["attention_mask"]
+        width = mask.shape[1]
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        step = max(1, min(self.length_sorted_rows, self.max_windows_per_pass))
         outputs = []
         for start in range(0, n_rows, step):
-            outputs.append(super().predict(_slice_rows(inputs, start, start + step, n_rows)))
-        return _concat_rows(outputs)
+            rows = order[start : start + step]
+            group_width = max(1, int(lengths[rows].max()))
+            group = _take_rows(inputs, rows, n_rows, width, group_width)
+            outputs.append(_pad_sequence_dim(HFShim.predict(self, group), group_width, width))
+        joined = _concat_rows(outputs)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(n_rows, device=order.device)
+        return _take_output_rows(joined, inverse, n_rows)
 
     def to_bytes(self) -> bytes:
         hf_model = self._hfmodel
@@ -262,9 +479,13 @@ class MBertShim(HFShim):
                     tok_dict[path.name] = path.read_bytes()
         weights = BytesIO()
         torch.save(self._model.state_dict(), weights)
+        state = weights.getvalue()
         msg = {
             "config": hf_model.transformer.config.to_dict(),
-            "state": weights.getvalue(),
+            "state": state,
+            # Checked by from_bytes: bytes changed on disk or in transfer would
+            # otherwise load as (slightly) different weights without any error.
+            WEIGHTS_CHECKSUM_KEY: hashlib.sha256(state).hexdigest(),
             "tokenizer": tok_dict,
             "_init_tokenizer_config": {},
             "_init_transformer_config": {},
@@ -294,11 +515,12 @@ class MBertShim(HFShim):
                 (temp_dir / file_name).write_bytes(data)
             tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_file_contents = _vocab_file_contents(tokenizer)
-        transformer = self.model_cls.from_config(config)
+        check_weights_checksum(msg)
         device = get_torch_default_device()
         try:
-            state = torch.load(BytesIO(msg["state"]), map_location=device, weights_only=True)
-            transformer.load_state_dict(state)
+            # pop: the serialized weights are freed as soon as they are read.
+            state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
+            transformer = _build_with_weights(self.model_cls, config, state)
         except Exception as error:
             raise UserError(
                 f"The transformer weights in this pipeline could not be read ({type(error).__name__}: "
@@ -309,6 +531,48 @@ class MBertShim(HFShim):
         self._model = transformer
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         return self
+
+
+def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):
+    """The network of ``config`` whose parameters *are* the loaded tensors.
+
+    Building it normally would first fill every parameter with random values (a
+    second copy of the weights, and seconds of work for a large model) only to
+    overwrite them. Instead the parameters are left unfilled and the loaded
+    tensors are assigned to them; ties between weights (an output layer tied to
+    the word embeddings, BERTShare) are then restored, since assigning replaces
+    the tied parameter objects one by one.
+    """
+    from transformers.modeling_utils import no_init_weights
+
+    with no_init_weights():
+        transformer = model_cls.from_config(config)
+    transformer.load_state_dict(state, assign=True)
+    after_load = getattr(model_cls, "after_load", None)
+    if after_load is not None:
+        after_load(transformer)
+    if hasattr(transformer, "tie_weights"):
+        transformer.tie_weights()
+    return transformer
+
+
+def check_weights_checksum(msg: Dict) -> None:
+    """Raise WeightsChecksumError when the saved weights are not the bytes that were saved.
+
+    msg (Dict): A shim's saved dict. Files saved before checksums were added have
+        none and are not checked.
+    """
+    expected = msg.get(WEIGHTS_CHECKSUM_KEY)
+    if expected is None:
+        return
+    state = msg.get("state")
+    found = hashlib.sha256(state).hexdigest() if isinstance(state, bytes) else "missing"
+    if found != expected:
+        raise WeightsChecksumError(
+            "is corrupted: its weights do not match the SHA-256 checksum saved with them (expected "
+            f"{str(expected)[:12]}…, found {found[:12]}…), so bytes changed after saving (disk or transfer "
+            "error); re-save or re-download the pipeline."
+        )
 
 
 def _batch_rows(inputs: ArgsKwargs) -> int:
@@ -327,6 +591,49 @@ def _slice_rows(inputs: ArgsKwargs, start: int, stop: int, n_rows: int) -> ArgsK
         args=tuple(cut(value) for value in inputs.args),
         kwargs={key: cut(value) for key, value in inputs.kwargs.items()},
     )
+
+
+def _take_rows(inputs: ArgsKwargs, rows: torch.Tensor, n_rows: int, width: int, keep: int) -> ArgsKwargs:
+    """The given rows of every batch tensor, cut to the first ``keep`` positions."""
+
+    def take(value):
+        if not (isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == n_rows):
+            return value
+        value = value[rows.to(value.device)]
+        return value[:, :keep] if value.dim() >= 2 and value.shape[1] == width else value
+
+    return ArgsKwargs(
+        args=tuple(take(value) for value in inputs.args),
+        kwargs={key: take(value) for key, value in inputs.kwargs.items()},
+    )
+
+
+def _pad_sequence_dim(output, group_width: int, width: int):
+    """Zero-pad (batch, sequence, ...) tensors of a model output from ``group_width`` to ``width``."""
+    from transformers.utils import ModelOutput
+
+    if isinstance(output, torch.Tensor):
+        if output.dim() == 3 and output.shape[1] == group_width and group_width < width:
+            return torch.nn.functional.pad(output, (0, 0, 0, width - group_width))
+        return output
+    if isinstance(output, ModelOutput):
+        return type(output)(**{key: _pad_sequence_dim(output[key], group_width, width) for key in output.keys()})
+    if isinstance(output, (tuple, list)):
+        return type(output)(_pad_sequence_dim(item, group_width, width) for item in output)
+    return output
+
+
+def _take_output_rows(output, rows: torch.Tensor, n_rows: int):
+    """Reorder the batch rows of a model output (ModelOutput, tuples of tensors, tensors)."""
+    from transformers.utils import ModelOutput
+
+    if isinstance(output, torch.Tensor):
+        return output[rows.to(output.device)] if output.dim() and output.shape[0] == n_rows else output
+    if isinstance(output, ModelOutput):
+        return type(output)(**{key: _take_output_rows(output[key], rows, n_rows) for key in output.keys()})
+    if isinstance(output, (tuple, list)):
+        return type(output)(_take_output_rows(item, rows, n_rows) for item in output)
+    return output
 
 
 def _concat_rows(outputs: list):

@@ -19,15 +19,30 @@ class DataFormatError(UserError):
     """A data file is malformed; the message names the file, line and field."""
 
 
+class WeightsChecksumError(UserError):
+    """Saved weights that differ from the checksum saved with them: the file changed after saving."""
+
+    def __init__(self, detail: str, subject: str = "A model file of this pipeline"):
+        self.detail = detail
+        super().__init__(f"{subject} {detail}")
+
+    def naming(self, subject: str) -> "WeightsChecksumError":
+        """The same error, naming the file, e.g. "The 'mbert_qa' component's model file"."""
+        return WeightsChecksumError(self.detail, subject)
+
+
 @contextmanager
 def corrupted_file_errors(what: str):
     """Turn the msgpack/torch errors of reading a damaged model file into one line with the fix.
 
     what (str): What is being read, e.g. "The 'mbert_translator' component's model file".
-    UserErrors and OSErrors (a missing file) pass through unchanged.
+    A WeightsChecksumError is raised again naming ``what``; other UserErrors and
+    OSErrors (a missing file) pass through unchanged.
     """
     try:
         yield
+    except WeightsChecksumError as error:
+        raise error.naming(what) from None
     except (UserError, OSError):
         raise
     except Exception as error:  # msgpack and torch raise many unrelated types

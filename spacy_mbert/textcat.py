@@ -20,6 +20,10 @@ with the output layer paired to the gradient spaCy's text classifiers pass back
 
 With ``mean_loss`` the gradient is also divided by the batch size, i.e. it is
 the gradient of the *mean* cross-entropy over the batch, as in Hugging Face.
+
+An empty doc (no tokens) gets all-zero scores, as spaCy's text classifiers give
+a batch of empty docs, so ``nlp("").cats`` does not depend on what else is in
+the batch; such docs pass no gradient back in training.
 """
 
 from functools import partial
@@ -32,6 +36,7 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.layers import TransformerListener
 from thinc.api import Dropout, Gelu, Linear, Model, Softmax, chain
+from thinc.layers.chain import forward as chain_forward
 from thinc.layers.chain import init as init_chain
 from thinc.layers.resizable import resizable, resize_linear_weighted
 from thinc.types import Floats2d
@@ -108,6 +113,9 @@ def ClsPoolTextCat(
     model: Model[List[Doc], Floats2d] = chain(*layers)
     model.__class__ = ClsPoolTextCatModel
     model.init = _init
+    # The chain's own forward, plus zero rows for empty docs. (Not an extra layer:
+    # that would change the saved structure and older pipelines would not load.)
+    model._func = _forward
     # The Transformer component finds its listeners by walking the model; the
     # "listener" ref is what spacy-transformers' own listener architectures set.
     model.set_ref("listener", listener)
@@ -135,6 +143,28 @@ class ClsPoolTextCatModel(Model):
     def from_bytes(self, bytes_data: bytes) -> "ClsPoolTextCatModel":
         with corrupted_file_errors("The text classifier's model file"):
             return super().from_bytes(bytes_data)
+
+
+def _forward(model: Model, docs: List[Doc], is_train: bool):
+    """The chain's forward pass, with all-zero scores (and no gradient) for empty docs.
+
+    spaCy's ``TextCategorizer.predict`` returns zeros for a batch in which every doc
+    is empty without running the model; the model gives an empty doc in a mixed
+    batch the same zeros, instead of the output layer's scores for a zero input.
+    """
+    scores, backprop = chain_forward(model, docs, is_train)
+    empty = [i for i, doc in enumerate(docs) if len(doc) == 0]
+    if not empty:
+        return scores, backprop
+    scores = scores.copy()
+    scores[empty] = 0.0
+
+    def backprop_without_empty(d_scores: Floats2d):
+        d_scores = d_scores.copy()
+        d_scores[empty] = 0.0
+        return backprop(d_scores)
+
+    return scores, backprop_without_empty
 
 
 def _init(model: Model, X=None, Y=None) -> None:

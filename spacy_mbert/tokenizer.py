@@ -29,13 +29,16 @@ from spacy.util import registry
 from spacy.vocab import Vocab
 
 # The CJK Unified Ideographs blocks BERT isolates (tokenization_bert._is_chinese_char).
+# The fast (Rust) tokenizers start the last extension block at U+2B920, not U+2B820
+# as the Python one does; isolating only what both isolate keeps every wordpiece of
+# either inside one token (a coarser token never breaks alignment).
 _CJK_RANGES = [
     (0x4E00, 0x9FFF),
     (0x3400, 0x4DBF),
     (0x20000, 0x2A6DF),
     (0x2A700, 0x2B73F),
     (0x2B740, 0x2B81F),
-    (0x2B820, 0x2CEAF),
+    (0x2B920, 0x2CEAF),
     (0xF900, 0xFAFF),
     (0x2F800, 0x2FA1F),
 ]

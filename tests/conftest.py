@@ -47,6 +47,28 @@ def tiny_unigram_dir(tmp_path_factory) -> Path:
     )
 
 
+THAI_SENTENCES = [
+    "ภาษาไทยเป็นภาษาราชการของประเทศไทย",
+    "มีผู้พูดมากกว่าหกสิบล้านคน",
+    "ตลาดน้ำในกรุงเทพมีชื่อเสียงมาก",
+    "ฝนตกหนักในฤดูมรสุม",
+]
+THAI_TEXT = " ".join(THAI_SENTENCES) + " "
+
+
+@pytest.fixture(scope="session")
+def tiny_thai_wordpiece_dir(tmp_path_factory) -> Path:
+    """Like ``tiny_wordpiece_dir``, with Thai in its vocabulary training text.
+
+    M-BERT knows the Thai characters; the project corpus has no Thai, so the shared tiny
+    encoder reads every Thai phrase as one ``[UNK]``, which would hide how Thai is windowed.
+    """
+    out = tmp_path_factory.mktemp("tiny-thai")
+    thai = out / "thai.txt"
+    thai.write_text("\n".join(THAI_SENTENCES) + "\n", encoding="utf8")
+    return build_tiny(out / "encoder", texts=corpus_text_files() + [thai])
+
+
 @pytest.fixture
 def offline_env(tmp_path):
     """Environment for a subprocess with no Hub access and an empty Hugging Face cache.

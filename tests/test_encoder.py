@@ -113,8 +113,36 @@ def test_registered_names_resolve_through_entry_points():
         "registry.architectures.get('spacy-mbert.MBertTransformer.v1')\n"
         "registry.tokenizers.get('spacy-mbert.MultilingualTokenizer.v1')\n"
         "registry.readers.get('spacy-mbert.Corpus.v1')\n"
+        "import spacy_transformers\n"  # creates registry.span_getters
+        "registry.span_getters.get('spacy-mbert.wordpiece_strided_spans.v1')\n"
         "print('ok')\n"
     )
     result = run_python(code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_prediction_runs_length_sorted_groups_with_the_same_outputs(tiny_wordpiece_dir):
+    """Windows run longest first in groups cut to their own width; outputs match the padded batch."""
+    texts = ["Hallo.", "", "Ein etwas längerer Satz über das Wetter in Berlin und Paris.", "東京", "x " * 60, "Bonjour !"]
+    nlp = transformer_pipeline(tiny_wordpiece_dir)
+    nlp.initialize()
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    assert shim.length_sorted_rows == 16
+    widths = []
+    hook = shim._model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape), with_kwargs=True)
+    shim.length_sorted_rows = 2
+    sorted_docs = list(nlp.pipe(texts, batch_size=len(texts)))
+    hook.remove()
+    shim.length_sorted_rows = 0
+    padded_docs = list(nlp.pipe(texts, batch_size=len(texts)))
+    assert len(widths) == 3 and widths[0][1] > widths[-1][1]  # groups of 2, longest first, narrower after
+    for got, expected in zip(sorted_docs, padded_docs):
+        # Compare the wordpieces the tokens align to (padded positions are never read).
+        pieces = expected._.trf_data.align.data.ravel()
+        assert numpy.array_equal(got._.trf_data.align.data.ravel(), pieces)
+        if not len(pieces):  # the empty doc has no windows
+            continue
+        a, b = (doc._.trf_data.tensors[0] for doc in (got, expected))
+        numpy.testing.assert_allclose(a.reshape(-1, a.shape[-1])[pieces], b.reshape(-1, b.shape[-1])[pieces], atol=1e-5)
+        numpy.testing.assert_allclose(a[:, 0], b[:, 0], atol=1e-5)  # [CLS]

@@ -9,7 +9,7 @@ import spacy
 from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config
 from spacy_transformers.data_classes import TransformerData
-from thinc.api import Adam, chain
+from thinc.api import Adam, chain, set_dropout_rate
 from transformers.file_utils import ModelOutput
 
 from spacy_mbert.errors import UserError
@@ -259,17 +259,22 @@ def test_selection_is_the_whole_text_tokenization(encoder_dir):
         assert [strings[i] for i in content_positions(trf_data)] == tokenizer.tokenize(doc.text)
 
 
-def test_empty_and_whitespace_docs_give_finite_scores(trained_textcat):
+def test_empty_docs_score_zero_and_whitespace_docs_a_distribution(trained_textcat):
+    """An empty doc gets all-zero scores whatever else is in the batch, as spaCy's textcat gives a
+    batch of empty docs; a whitespace-only doc has tokens (and a [CLS] window) and is classified."""
     nlp, _ = trained_textcat
     texts = ["", "   ", "\n\n", "Hablamos de sopa."]
     for doc in [*nlp.pipe(texts), nlp(""), nlp("  ")]:
         assert all(numpy.isfinite(v) for v in doc.cats.values())
+        if not len(doc):
+            assert set(doc.cats.values()) == {0.0}
     model = nlp.get_pipe("textcat").model
     docs = list(nlp.get_pipe("transformer").pipe(nlp.make_doc(t) for t in texts))
-    for batch in (docs, docs[:1]):
-        scores = model.predict(batch)  # unlike textcat.predict, no shortcut for empty docs
+    for batch in (docs, docs[:1], docs[1:]):
+        scores = model.predict(batch)  # the model itself, without textcat.predict's all-empty shortcut
         assert numpy.isfinite(scores).all()
-        numpy.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+        expected = [0.0 if len(doc) == 0 else 1.0 for doc in batch]
+        numpy.testing.assert_allclose(scores.sum(axis=1), expected, rtol=1e-5)
     # The pooled row of a doc without transformer output is all zeros.
     pool = model.get_ref("pool")
     pooled = pool.predict([TransformerData.empty(), docs[-1]._.trf_data])
@@ -279,6 +284,31 @@ def test_empty_and_whitespace_docs_give_finite_scores(trained_textcat):
     examples = [Example.from_dict(nlp.make_doc(text), {"cats": cats}) for text in texts]
     losses = nlp.update(examples, sgd=None)
     assert numpy.isfinite(losses["textcat"])
+
+
+def test_empty_docs_pass_no_gradient(trained_textcat):
+    """In training, an empty doc in the batch changes nothing but the batch size the mean loss
+    divides by: the gradient of [doc, ""] is half that of [doc] (mean_loss), with no dropout."""
+    nlp, _ = trained_textcat
+    model = nlp.get_pipe("textcat").model
+    output_layer = model.get_ref("output_layer")
+    docs = list(nlp.get_pipe("transformer").pipe(nlp.make_doc(t) for t in ["Hablamos de sopa.", ""]))
+    truths = numpy.asarray([[float(label == "food") for label in LABELS]] * 2, dtype="f")
+
+    def output_gradient(batch):
+        for name in output_layer.param_names:
+            output_layer.set_grad(name, output_layer.ops.alloc(output_layer.get_param(name).shape))
+        set_dropout_rate(model, 0.0)
+        scores, backprop = model.begin_update(batch)
+        backprop(scores - truths[: len(batch)])
+        return {name: output_layer.get_grad(name).copy() for name in output_layer.param_names}
+
+    alone, with_empty = output_gradient(docs[:1]), output_gradient(docs)
+    assert all(numpy.abs(alone[name]).sum() > 0 for name in alone)
+    for name in alone:
+        numpy.testing.assert_allclose(with_empty[name], alone[name] / 2, rtol=1e-5, atol=1e-8)
+    for name in output_layer.param_names:  # leave no gradient behind in the shared fixture
+        output_layer.set_grad(name, output_layer.ops.alloc(output_layer.get_param(name).shape))
 
 
 def test_gradient_reaches_the_transformer(tiny_wordpiece_dir):

@@ -10,7 +10,9 @@ wordpiece states directly and returns, per doc, ``[CLS] ⊕ Pool(h_1..h_T)``:
 - ``Pool``: "mean", "max" or "mean+max" over the doc's *content* wordpieces,
   each counted exactly once: a spaCy token that falls in several overlapping
   windows contributes its wordpieces from the first window that contains it
-  only. Special tokens ([CLS], [SEP], <s>, </s>) and padding are never pooled.
+  only (a token too long for one window, which the transformer splits over
+  several windows of its own, contributes each part). Special tokens ([CLS],
+  [SEP], <s>, </s>) and padding are never pooled.
 
 A doc with no windows (empty text) gives an all-zero row; a doc with windows
 but no content wordpieces (whitespace only) gives its [CLS] state and a zero
@@ -156,9 +158,12 @@ def content_positions(trf_data: TransformerData) -> numpy.ndarray:
 
     Each spaCy token's wordpieces are taken from the first window that contains
     the token, so wordpieces in the overlap of two windows are counted once.
-    [CLS] (position 0 of each window), other special tokens (never aligned to a
-    spaCy token) and padding are excluded. Sorted, without duplicates; computed
-    on the CPU.
+    A token whose first window holds nothing else is one the transformer may
+    have split over several such windows (``spacy_mbert.encoder.fit_windows``:
+    one token longer than a window): its wordpieces in every window that holds
+    only it are taken. [CLS] (position 0 of each window), other special tokens
+    (never aligned to a spaCy token) and padding are excluded. Sorted, without
+    duplicates; computed on the CPU.
     """
     hidden = _hidden(trf_data)
     if hidden is None or hidden.size == 0:
@@ -172,7 +177,12 @@ def content_positions(trf_data: TransformerData) -> numpy.ndarray:
     window = flat // seq_len
     first_window = numpy.full((lengths.shape[0],), numpy.iinfo("int64").max, dtype="int64")
     numpy.minimum.at(first_window, token, window)
-    selected = flat[window == first_window[token]]
+    # Windows that hold the wordpieces of one token only (a token split over rows).
+    pairs = numpy.unique(window * lengths.shape[0] + token)
+    tokens_in_window = numpy.bincount(pairs // lengths.shape[0], minlength=int(window.max()) + 1)
+    alone = tokens_in_window[window] == 1
+    keep_window = (window == first_window[token]) | (alone & (tokens_in_window[first_window[token]] == 1))
+    selected = flat[keep_window]
     position = selected % seq_len
     keep = position != 0
     mask = getattr(trf_data.wordpieces, "attention_mask", None)

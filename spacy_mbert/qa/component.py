@@ -13,6 +13,7 @@ the loss is the mean of the start and end cross-entropies over all windows.
 """
 
 import warnings
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -24,7 +25,7 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..errors import UserError
+from ..errors import UserError, corrupted_file_errors
 from ..extensions import install_extensions
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
@@ -378,30 +379,12 @@ class QuestionAnswerer(TrainablePipe):
     # ------------------------------------------------------------------ serialization
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "QuestionAnswerer":
-        with _readable_errors(self.name):
+        with corrupted_file_errors(f"The '{self.name}' component's model file"):
             return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=tuple()) -> "QuestionAnswerer":
-        with _readable_errors(self.name):
+        with corrupted_file_errors(f"The '{self.name}' component's model file ({Path(path) / 'model'})"):
             return super().from_disk(path, exclude=exclude)
-
-
-class _readable_errors:
-    """Turn msgpack/torch failures on a damaged model file into one line with the fix."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if error is None or isinstance(error, (UserError, OSError)):
-            return False
-        raise UserError(
-            f"The '{self.name}' component's model file is corrupted or truncated ({kind.__name__}: "
-            f"{str(error).strip()[:120]}); re-save or re-download the pipeline."
-        ) from None
 
 
 def _cross_entropy(ops, logits, mask, targets):

@@ -10,6 +10,7 @@ The component owns its encoder (it does not listen to a ``transformer``
 component): generation needs the encoder-decoder as one network.
 """
 
+from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
 from spacy.language import Language
@@ -90,7 +91,10 @@ def make_translator(
     length_penalty (float): Beam scores are divided by length ** length_penalty;
         > 0 favours longer translations.
     no_repeat_ngram_size (int): Never repeat an n-gram of this size; 0 = off.
-    max_source_length (int): Source texts are truncated to this many wordpieces.
+    max_source_length (int): Most source wordpieces translated in one piece: a longer
+        text is translated in chunks of whole sentences, joined (a single longer
+        sentence is cut between words, with a warning). Training sources are
+        truncated to it.
     max_target_length (int): Reference translations are truncated to this many
         wordpieces in training (start and end token included).
     label_smoothing (float): Label smoothing of the training cross-entropy.
@@ -242,7 +246,7 @@ class Translator(TrainablePipe):
             return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=tuple()) -> "Translator":
-        with corrupted_file_errors(f"The '{self.name}' component's model file"):
+        with corrupted_file_errors(f"The '{self.name}' component's model file ({Path(path) / 'model'})"):
             return super().from_disk(path, exclude=exclude)
 
 

@@ -46,6 +46,7 @@ shim, so the component's ``finish_update`` applies spaCy's optimizer.
 """
 
 import copy
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ from thinc.api import ArgsKwargs, Model, get_torch_default_device
 
 from ..encoder import DEFAULT_ENCODER, MBertShim, load_pretrained
 from ..errors import EncoderNotFoundError, UserError
-from .detokenize import decode
+from .chunks import source_chunks
+from .detokenize import decode, join_words
 
 # Keys this package adds to the EncoderDecoderConfig (saved with the weights).
 VOCAB_MAP_KEY = "bert2bert_vocab_map"
@@ -168,6 +170,12 @@ class _Bert2BertBuilder:
             # into the one tensor.
             share_encoder_weights(seq2seq.encoder, seq2seq.decoder)
         return seq2seq
+
+    @staticmethod
+    def after_load(seq2seq) -> None:
+        """Tie the shared weights again once loaded weights were assigned (MBertShim.from_bytes)."""
+        if getattr(seq2seq.config, SHARE_KEY, False):
+            share_encoder_weights(seq2seq.encoder, seq2seq.decoder)
 
 
 class Bert2BertShim(MBertShim):
@@ -653,16 +661,19 @@ def translate(
 
     Texts are sorted by length and generated ``batch_size`` at a time (little
     padding), in ``torch.inference_mode``; empty or whitespace-only texts give
-    ``""`` without running the model.
+    ``""`` without running the model. A text longer than ``max_source_length``
+    wordpieces is translated in chunks of whole sentences (``chunks.py``), whose
+    translations are joined; a sentence longer than that alone is cut between
+    words, with a warning.
 
     target_lang (Optional[str]): Target language code, for detokenization.
     num_beams (int): Beam size; 1 is greedy decoding.
-    max_length (int): Longest output in decoder tokens (start token included).
+    max_length (int): Longest output in decoder tokens (start token included), per chunk.
     length_penalty (float): Exponent of the length normalization of beam scores
         (> 0 favours longer outputs).
     no_repeat_ngram_size (int): Forbid repeating n-grams of this size; 0 = off.
-    max_source_length (int): Sources are truncated to this many pieces.
-    batch_size (int): Texts per ``generate`` call.
+    max_source_length (int): Most source wordpieces translated in one piece.
+    batch_size (int): Texts (chunks) per ``generate`` call.
     """
     results = [""] * len(texts)
     todo = [i for i, text in enumerate(texts) if text and text.strip()]
@@ -671,18 +682,58 @@ def translate(
     shim = get_shim(model)
     tokenizer = shim.tokenizer
     max_source = min(max_source_length, _position_limit(shim.seq2seq.config.encoder))
-    lengths = tokenizer([texts[i] for i in todo], truncation=True, max_length=max_source, return_length=True)["length"]
-    order = [i for _, i in sorted(zip(lengths, todo), key=lambda item: -item[0])]
+    # (text index, source) per piece to translate: the text itself or its chunks.
+    sources: List[Tuple[int, str]] = []
+    lengths = _n_wordpieces(tokenizer, [texts[i] for i in todo])
+    for i, n_pieces in zip(todo, lengths):
+        if n_pieces <= max_source:
+            sources.append((i, texts[i]))
+            continue
+        chunks, longest_cut = source_chunks(tokenizer, texts[i], max_source)
+        if longest_cut:
+            warnings.warn(
+                f"mbert_translator: text {i} of the batch ({_preview(texts[i])}, {len(texts[i]):,} characters) has a "
+                f"sentence of {longest_cut} wordpieces, more than max_source_length ({max_source}): it is translated "
+                f"in parts cut between words. Raise max_source_length (at most "
+                f"{_position_limit(shim.seq2seq.config.encoder)} for this encoder) to translate it whole."
+            )
+        sources.extend((i, chunk) for chunk in chunks)
+    lengths = _n_wordpieces(tokenizer, [source for _, source in sources])
+    too_long = [n for n in lengths if n > max_source]
+    if too_long:  # Only where a long sentence could not be cut (a tokenizer without offsets).
+        warnings.warn(
+            f"mbert_translator: {len(too_long)} source(s) of up to {max(too_long)} wordpieces are cut to "
+            f"max_source_length ({max_source}); the rest of them is not translated. Raise max_source_length, "
+            f"or use a fast tokenizer (tokenizer_config = {{\"use_fast\": true}}) so long sentences are split."
+        )
+    order = sorted(range(len(sources)), key=lambda k: -lengths[k])
     config = generation_config(
         model, num_beams=num_beams, max_length=max_length, length_penalty=length_penalty,
         no_repeat_ngram_size=no_repeat_ngram_size,
     )
+    translations: List[str] = [""] * len(sources)
     for start in range(0, len(order), max(1, batch_size)):
-        chunk = order[start : start + max(1, batch_size)]
-        sequences = generate_ids(model, [texts[i] for i in chunk], config, max_source_length=max_source)
-        for i, ids in zip(chunk, sequences):
-            results[i] = decode(tokenizer, ids, target_lang)
+        batch = order[start : start + max(1, batch_size)]
+        sequences = generate_ids(model, [sources[k][1] for k in batch], config, max_source_length=max_source)
+        for k, ids in zip(batch, sequences):
+            translations[k] = decode(tokenizer, ids, target_lang)
+    parts: Dict[int, List[str]] = {}
+    for (i, _), translation in zip(sources, translations):
+        parts.setdefault(i, []).append(translation)
+    for i, translated in parts.items():
+        results[i] = translated[0] if len(translated) == 1 else join_words(translated, target_lang, only_no_space_rule=True)
     return results
+
+
+def _n_wordpieces(tokenizer, texts: Sequence[str]) -> List[int]:
+    """Wordpieces of each text, special tokens included, without truncation."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(list(texts), verbose=False)["input_ids"]]
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def generate_ids(model: Model, texts: Sequence[str], config, *, max_source_length: int = 128) -> List[List[int]]:

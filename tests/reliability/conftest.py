@@ -14,7 +14,6 @@ restoring them.
 
 import random
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -24,9 +23,8 @@ from spacy.util import fix_random_seed, load_config, load_model_from_config, min
 # Register the translation factory even where installed entry points predate it (no-op otherwise).
 import spacy_mbert.translation.component  # noqa: F401
 import spacy_mbert.translation.model  # noqa: F401
-from spacy_mbert.encoders.tiny import build_tiny
 
-from ..conftest import ROOT, blank_xx, corpus_text_files
+from ..conftest import ROOT, blank_xx
 
 CONFIGS = ROOT / "configs"
 
@@ -204,27 +202,3 @@ def train_translator(encoder_dir, steps=30):
 def translator_nlp(tiny_wordpiece_dir):
     with one_thread():
         return train_translator(tiny_wordpiece_dir)
-
-
-# ------------------------------------------------------------------ an encoder whose vocabulary knows Thai
-
-THAI_SENTENCES = [
-    "ภาษาไทยเป็นภาษาราชการของประเทศไทย",
-    "มีผู้พูดมากกว่าหกสิบล้านคน",
-    "ตลาดน้ำในกรุงเทพมีชื่อเสียงมาก",
-    "ฝนตกหนักในฤดูมรสุม",
-]
-THAI_TEXT = " ".join(THAI_SENTENCES) + " "
-
-
-@pytest.fixture(scope="session")
-def tiny_thai_wordpiece_dir(tmp_path_factory) -> Path:
-    """Like ``tiny_wordpiece_dir``, with Thai in its vocabulary training text.
-
-    M-BERT knows the Thai characters; the project corpus has no Thai, so the shared tiny
-    encoder reads every Thai phrase as one ``[UNK]``, which would hide how Thai is windowed.
-    """
-    out = tmp_path_factory.mktemp("tiny-thai")
-    thai = out / "thai.txt"
-    thai.write_text("\n".join(THAI_SENTENCES) + "\n", encoding="utf8")
-    return build_tiny(out / "encoder", texts=corpus_text_files() + [thai])

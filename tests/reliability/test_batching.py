@@ -51,8 +51,8 @@ def _assert_same_cats(got, want):
     assert [text for text, _ in got] == [text for text, _ in want] == TEXTS
     for (text, cats), (_, expected) in zip(got, want):
         assert list(cats) == list(expected)
-        if text:  # "" alone in a batch: see test_long_and_empty.py::test_empty_doc_scores_do_not_depend_on_the_batch
-            numpy.testing.assert_allclose(list(cats.values()), list(expected.values()), atol=1e-5)
+        # "" included: all zeros alone in a batch and in a mixed one.
+        numpy.testing.assert_allclose(list(cats.values()), list(expected.values()), atol=1e-5)
 
 
 def _assert_same_answers(got, want):

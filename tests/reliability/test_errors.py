@@ -114,19 +114,35 @@ def _checkpoint_with_foreign_tokenizer(weights_dir, tokenizer_dir, out):
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "check_vocabularies_match only catches a tokenizer with more pieces than the embeddings; another "
-        "model's tokenizer of the same size loads silently (here WordPiece weights with a SentencePiece "
-        "tokenizer, 4,000 pieces each) and every id means another piece. Comparing the tokenizer's pad id "
-        "with config.pad_token_id (0 vs 1 here) would catch it"
-    ),
-)
-def test_checkpoint_with_a_same_size_tokenizer_from_another_model(tiny_wordpiece_dir, tiny_unigram_dir, tmp_path):
-    mixed = _checkpoint_with_foreign_tokenizer(tiny_wordpiece_dir, tiny_unigram_dir, tmp_path / "mixed")
-    with pytest.raises(UserError, match="another model"):
+@pytest.mark.parametrize("weights,tokenizer", [("wordpiece", "unigram"), ("unigram", "wordpiece")])
+def test_checkpoint_with_a_same_size_tokenizer_from_another_model(weights, tokenizer, tiny_wordpiece_dir, tiny_unigram_dir, tmp_path):
+    """Another model's tokenizer of the same size (4,000 pieces each) used to load silently, every id
+    meaning another piece; its padding id differs from the config's pad_token_id (0 vs 1 here)."""
+    dirs = {"wordpiece": tiny_wordpiece_dir, "unigram": tiny_unigram_dir}
+    mixed = _checkpoint_with_foreign_tokenizer(dirs[weights], dirs[tokenizer], tmp_path / "mixed")
+    with pytest.raises(UserError) as info:
         load_pretrained(str(mixed), {"use_fast": True}, {})
+    message = one_line(str(info.value))
+    assert f"'{mixed}'" in message and "pad_token_id" in message and "another model" in message
+    assert "tokenizer files saved with these weights" in message
+    # The checkpoints themselves load.
+    for path in dirs.values():
+        load_pretrained(str(path), {"use_fast": True}, {})
+
+
+def test_a_vocabulary_reused_with_larger_embeddings_is_not_a_mismatch(tiny_unigram_dir):
+    """Multilingual-MiniLM and multilingual-e5-small keep BERT's pad_token_id = 0 next to XLM-R's
+    <pad> = 1, with 250,037 embeddings for 250,002 pieces: they load. The same ids with equal
+    sizes are the foreign-tokenizer case."""
+    from transformers import AutoTokenizer, BertConfig
+
+    from spacy_mbert.encoder import check_vocabularies_match
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_unigram_dir))
+    assert tokenizer.pad_token_id == 1
+    check_vocabularies_match("minilm-like", tokenizer, BertConfig(vocab_size=len(tokenizer) + 35, pad_token_id=0))
+    with pytest.raises(UserError, match="pad_token_id = 0"):
+        check_vocabularies_match("foreign", tokenizer, BertConfig(vocab_size=len(tokenizer), pad_token_id=0))
 
 
 # ------------------------------------------------------------------ label sets that change between training and resuming

@@ -11,17 +11,21 @@
 """
 
 import random
+import warnings
 from contextlib import contextmanager
 
 import numpy
 import pytest
+from spacy_transformers.span_getters import get_strided_spans
 
 from spacy_mbert.encoder import MBertShim
 from spacy_mbert.layers import content_positions
 from spacy_mbert.qa.model import get_transformer
+from spacy_mbert.translation.chunks import source_chunks
+from spacy_mbert.translation.detokenize import join_words
 
-from ..conftest import CORPUS, transformer_pipeline
-from .conftest import KEYWORDS, LABELS, QA_ANSWERS, QA_FILLER, QUESTION, THAI_TEXT, qa_doc
+from ..conftest import CORPUS, THAI_TEXT, transformer_pipeline
+from .conftest import KEYWORDS, LABELS, QA_ANSWERS, QA_FILLER, QUESTION, qa_doc
 
 # ------------------------------------------------------------------ inputs
 
@@ -112,18 +116,14 @@ def test_empty_and_blank_docs_get_defined_outputs(textcat_nlp, qa_nlp, translato
     assert qa.answer("code Paris.", ["", "  \n"]) == [[], []]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "spaCy's TextCategorizer.predict returns all-zero scores when every doc of a batch is empty, "
-        "while ClsPoolTextCat scores an empty doc (softmax of the bias) inside a mixed batch: "
-        "nlp('').cats depends on what else is in the batch"
-    ),
-)
 def test_empty_doc_scores_do_not_depend_on_the_batch(textcat_nlp):
+    """spaCy's TextCategorizer.predict gives all-zero scores when every doc of a batch is empty;
+    ClsPoolTextCat gives an empty doc the same zeros inside a mixed batch (it used to score it:
+    the softmax of the output bias)."""
     alone = textcat_nlp("").cats
     in_batch = list(textcat_nlp.pipe(["", "Hablamos de sopa con mis amigos."], batch_size=2))[0].cats
     assert alone == pytest.approx(in_batch, abs=1e-6)
+    assert sorted(alone) == LABELS and set(alone.values()) == {0.0}
 
 
 # ------------------------------------------------------------------ long docs through the text classifier
@@ -161,26 +161,35 @@ def test_every_wordpiece_of_a_long_doc_reaches_the_classifier(textcat_nlp, long_
     assert seen_wordpieces(doc) == all_wordpieces(tokenizer, doc.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "spacy-transformers windows docs by spaCy tokens (128 per window) and then silently cuts each "
-        "window to the encoder's 512 wordpieces (truncate_oversize_splits). BERT does not split Thai, "
-        "so a Thai 'word' is a whole phrase of ~25 wordpieces: ~80% of a Thai doc never reaches the "
-        "model (7,665 of 38,559 wordpieces here). The same happens to one 3,000-character word with "
-        "an XLM-R-style vocabulary."
-    ),
-)
 @pytest.mark.parametrize("case", ["thai-40k", "unigram-long-word"])
 def test_every_wordpiece_reaches_the_encoder_in_scripts_without_spaces(case, tiny_thai_wordpiece_dir, tiny_unigram_dir):
+    """spacy-transformers' strided_spans.v1 windows by spaCy tokens (128) and then cuts each window
+    to the encoder's 512 wordpieces: BERT does not split Thai, so a Thai "word" is a phrase of ~25
+    wordpieces and only 7,665 of this doc's 38,559 reached the model. The default windows
+    (spacy-mbert.wordpiece_strided_spans.v1) fit the encoder; a single 3,000-character word
+    (2,400 SentencePiece pieces) is split over several encoder rows."""
     if case == "thai-40k":
         encoder, text = tiny_thai_wordpiece_dir, LONG_DOCS["thai-40k"]
     else:
         encoder, text = tiny_unigram_dir, "Ein Wort: " + "abcdefghij" * 300 + " Ende."
-    nlp = transformer_pipeline(encoder)  # the shipped windows: 128 tokens, stride 96
+    nlp = transformer_pipeline(encoder)  # the default windows: 128 tokens, stride 96, within 512 wordpieces
     nlp.initialize()
+    tokenizer = nlp.get_pipe("transformer").model.tokenizer
     doc = nlp(text)
-    assert seen_wordpieces(doc) == all_wordpieces(nlp.get_pipe("transformer").model.tokenizer, text)
+    assert seen_wordpieces(doc) == all_wordpieces(tokenizer, text)
+    assert max(doc._.trf_data.wordpieces.lengths) <= tokenizer.model_max_length
+
+
+@pytest.mark.parametrize("name", ["latin-100k", "cjk-100k", "mixed-150k"])
+def test_default_windows_are_the_strided_windows_where_those_fit(textcat_nlp, name):
+    """128 tokens of these scripts fit in 512 wordpieces: the wordpiece-bounded windows are exactly
+    spacy-transformers' strided_spans.v1 windows (so results on such text are unchanged)."""
+    model = textcat_nlp.get_pipe("transformer").model
+    get_spans = model.attrs["get_spans"]
+    get_spans.set_tokenizer(model.tokenizer)
+    doc = textcat_nlp.make_doc(LONG_DOCS[name])
+    bounds = [(span.start, span.end) for span in get_spans([doc])[0]]
+    assert bounds == [(span.start, span.end) for span in get_strided_spans([doc], window=128, stride=96)[0]]
 
 
 NEUTRAL = [
@@ -264,13 +273,59 @@ def test_translator_long_doc_is_bounded(translator_nlp):
     assert max(length for _, length in shapes) <= translator.max_source_length
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "mbert_translator cuts every source to max_source_length (128) wordpieces without a warning: "
-        "a long doc's translation silently covers only its beginning"
-    ),
-)
-def test_translator_says_when_it_truncates(translator_nlp):
-    with pytest.warns(UserWarning, match="max_source_length"):
-        translator_nlp(LONG_DOCS["latin-100k"])
+def _encoder_inputs(translator):
+    """Record the input_ids (without special tokens and padding) of every encoder pass."""
+    tokenizer = translator.model.shims[0].tokenizer
+    specials = set(tokenizer.all_special_ids)
+    inputs = []
+
+    def hook(_module, args, kwargs):
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        inputs.extend([i for i in row if i not in specials] for row in ids.tolist())
+
+    return inputs, hook
+
+
+def test_translator_translates_all_of_a_long_source(translator_nlp):
+    """mbert_translator used to cut every source to max_source_length (128) wordpieces without a
+    warning, so a long doc's translation covered only its beginning. Now a longer source is
+    translated in chunks of whole sentences: every wordpiece of a 2,000-character doc reaches the
+    encoder, and a chunk's translation is part of the doc's."""
+    translator = translator_nlp.get_pipe("mbert_translator")
+    tokenizer = translator.model.shims[0].tokenizer
+    sentences = [long_text(_corpus_texts({"en", "de", "es", "fr", "zh"}), 1, seed=seed) for seed in range(200)]
+    text = " ".join(sentences)[:2_000].rsplit(" ", 1)[0]
+    assert len(tokenizer(text)["input_ids"]) > 4 * translator.max_source_length
+    inputs, hook = _encoder_inputs(translator)
+    handle = translator.model.shims[0].seq2seq.encoder.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # whole sentences: nothing to warn about
+            doc = translator_nlp(text)
+    finally:
+        handle.remove()
+    assert max(len(row) for row in inputs) <= translator.max_source_length - 2
+    # Each chunk is encoded once (in whichever order the batches ran): together, the whole text.
+    full = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert sorted(i for row in inputs for i in row) == sorted(full)
+    # The doc's translation is its chunks' translations, joined.
+    chunks, longest_cut = source_chunks(tokenizer, text, translator.max_source_length)
+    assert len(chunks) == len(inputs) > 4 and longest_cut == 0
+    parts = [doc._.translation for doc in translator_nlp.pipe(chunks)]
+    assert doc._.translation == join_words(parts, translator.target_lang, only_no_space_rule=True)
+
+
+def test_translator_warns_when_it_must_cut_a_sentence(translator_nlp):
+    """One sentence longer than max_source_length is cut between words, with a warning naming the
+    text, the sentence's length and the setting to raise; still every wordpiece is translated."""
+    translator = translator_nlp.get_pipe("mbert_translator")
+    tokenizer = translator.model.shims[0].tokenizer
+    sentence = " ".join(["the old man walked to market and bought bread with his friend near river"] * 30) + "."
+    inputs, hook = _encoder_inputs(translator)
+    handle = translator.model.shims[0].seq2seq.encoder.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with pytest.warns(UserWarning, match=r"text 0 of the batch \('Hello\. the old man.*has a sentence of \d+ wordpieces.*max_source_length \(128\)"):
+            translator_nlp("Hello. " + sentence)
+    finally:
+        handle.remove()
+    assert sorted(i for row in inputs for i in row) == sorted(tokenizer("Hello. " + sentence, add_special_tokens=False)["input_ids"])

@@ -137,6 +137,9 @@ def test_qa_answer_api_on_any_text(qa_always_answers, context, questions):
             assert answers == []
 
 
+# Long "words" make sentences longer than max_source_length: cut between words, with a warning
+# (tested in test_long_and_empty.py).
+@pytest.mark.filterwarnings("ignore:mbert_translator.*max_source_length:UserWarning")
 @settings(max_examples=EXAMPLES["translator"], **SETTINGS)
 @given(texts=st.lists(TEXT, min_size=1, max_size=3))
 def test_translator_gives_a_string_for_any_text(translator_nlp, texts):
