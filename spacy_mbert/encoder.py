@@ -41,6 +41,7 @@ from thinc.types import Ragged
 
 from .errors import EncoderNotFoundError, UserError, WeightsChecksumError
 from .span_getters import configure_wordpiece_strided_spans
+from .weights_file import WEIGHTS_FILE_KEY, load_state, save_state
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
 # Key of the weights' SHA-256 (hex) in the saved shim dict, next to "state".
@@ -415,6 +416,9 @@ class MBertShim(HFShim):
     # MBertTransformerModel; task models that pad per length-sorted batch themselves
     # (QA) leave it off.
     length_sorted_rows: int = 0
+    # Set by weights_file.weights_beside during a component's to_disk/from_disk: the
+    # weights then live in this file instead of inside the model bytes.
+    weights_path: Optional[Path] = None
 
     def predict(self, inputs: ArgsKwargs):
         n_rows = _batch_rows(inputs)
@@ -477,19 +481,24 @@ class MBertShim(HFShim):
             for path in temp_dir.glob("**/*"):
                 if path.is_file():
                     tok_dict[path.name] = path.read_bytes()
-        weights = BytesIO()
-        torch.save(self._model.state_dict(), weights)
-        state = weights.getvalue()
         msg = {
             "config": hf_model.transformer.config.to_dict(),
-            "state": state,
-            # Checked by from_bytes: bytes changed on disk or in transfer would
-            # otherwise load as (slightly) different weights without any error.
-            WEIGHTS_CHECKSUM_KEY: hashlib.sha256(state).hexdigest(),
             "tokenizer": tok_dict,
             "_init_tokenizer_config": {},
             "_init_transformer_config": {},
         }
+        if self.weights_path is not None:
+            # to_disk of this package's components: the weights go to their own file.
+            msg["state"] = None
+            msg[WEIGHTS_FILE_KEY] = self.weights_path.name
+            msg[WEIGHTS_CHECKSUM_KEY] = save_state(self._model, self.weights_path)
+        else:
+            weights = BytesIO()
+            torch.save(self._model.state_dict(), weights)
+            msg["state"] = weights.getvalue()
+            # Checked by from_bytes: bytes changed on disk or in transfer would
+            # otherwise load as (slightly) different weights without any error.
+            msg[WEIGHTS_CHECKSUM_KEY] = hashlib.sha256(msg["state"]).hexdigest()
         return srsly.msgpack_dumps(msg)
 
     def from_bytes(self, bytes_data: bytes) -> "MBertShim":
@@ -515,11 +524,14 @@ class MBertShim(HFShim):
                 (temp_dir / file_name).write_bytes(data)
             tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_file_contents = _vocab_file_contents(tokenizer)
-        check_weights_checksum(msg)
         device = get_torch_default_device()
+        state = _read_weights_file(self, msg, device) if msg.get(WEIGHTS_FILE_KEY) else None
+        if state is None:
+            check_weights_checksum(msg)
         try:
-            # pop: the serialized weights are freed as soon as they are read.
-            state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
+            if state is None:
+                # pop: the serialized weights are freed as soon as they are read.
+                state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
             transformer = _build_with_weights(self.model_cls, config, state)
         except Exception as error:
             raise UserError(
@@ -531,6 +543,25 @@ class MBertShim(HFShim):
         self._model = transformer
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         return self
+
+
+def _read_weights_file(shim: "MBertShim", msg: Dict, device) -> Dict[str, torch.Tensor]:
+    """The weights of a shim saved by a component's to_disk (see weights_file.py)."""
+    if shim.weights_path is None:
+        raise UserError(
+            f"These weights were saved to a separate file ({msg[WEIGHTS_FILE_KEY]}) by to_disk, so they "
+            f"load only from the pipeline directory: use spacy.load(path) or from_disk(path), not from_bytes."
+        )
+    path = shim.weights_path.parent / str(msg[WEIGHTS_FILE_KEY])
+    try:
+        return load_state(path, device=device, expected_sha256=msg.get(WEIGHTS_CHECKSUM_KEY))
+    except UserError:
+        raise
+    except Exception as error:  # torch raises many unrelated types for a damaged zip
+        raise UserError(
+            f"The transformer weights file {path} could not be read ({type(error).__name__}: "
+            f"{_first_line(error)}); it is corrupted or truncated. Re-save or re-download the pipeline."
+        ) from None
 
 
 def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):

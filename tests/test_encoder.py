@@ -113,6 +113,8 @@ def test_registered_names_resolve_through_entry_points():
         "registry.architectures.get('spacy-mbert.MBertTransformer.v1')\n"
         "registry.tokenizers.get('spacy-mbert.MultilingualTokenizer.v1')\n"
         "registry.readers.get('spacy-mbert.Corpus.v1')\n"
+        "spacy.blank('xx')\n"  # loads the spacy_factories entry points
+        "assert spacy.language.Language.has_factory('mbert_transformer')\n"
         "import spacy_transformers\n"  # creates registry.span_getters
         "registry.span_getters.get('spacy-mbert.wordpiece_strided_spans.v1')\n"
         "print('ok')\n"

@@ -27,6 +27,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from ..errors import UserError, corrupted_file_errors
 from ..extensions import install_extensions
+from ..weights_file import weights_beside
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
 from .model import get_tokenizer
@@ -383,8 +384,15 @@ class QuestionAnswerer(TrainablePipe):
             return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=tuple()) -> "QuestionAnswerer":
-        with corrupted_file_errors(f"The '{self.name}' component's model file ({Path(path) / 'model'})"):
-            return super().from_disk(path, exclude=exclude)
+        model_file = Path(path) / "model"
+        with corrupted_file_errors(f"The '{self.name}' component's model file ({model_file})"):
+            with weights_beside(self.model, model_file):
+                return super().from_disk(path, exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        """Save the component; the encoder's weights go to their own file (memory-mapped on load)."""
+        with weights_beside(self.model, Path(path) / "model"):
+            super().to_disk(path, exclude=exclude)
 
 
 def _cross_entropy(ops, logits, mask, targets):

@@ -22,6 +22,7 @@ from thinc.api import Config, Model, Optimizer
 
 from ..errors import UserError, corrupted_file_errors
 from ..extensions import install_extensions
+from ..weights_file import weights_beside
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
 
@@ -246,8 +247,15 @@ class Translator(TrainablePipe):
             return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=tuple()) -> "Translator":
-        with corrupted_file_errors(f"The '{self.name}' component's model file ({Path(path) / 'model'})"):
-            return super().from_disk(path, exclude=exclude)
+        model_file = Path(path) / "model"
+        with corrupted_file_errors(f"The '{self.name}' component's model file ({model_file})"):
+            with weights_beside(self.model, model_file):
+                return super().from_disk(path, exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        """Save the component; the encoder's weights go to their own file (memory-mapped on load)."""
+        with weights_beside(self.model, Path(path) / "model"):
+            super().to_disk(path, exclude=exclude)
 
 
 def _is_text(value: object) -> bool:

@@ -22,6 +22,7 @@ import torch
 from spacy.util import load_model_from_config
 
 from spacy_mbert.errors import UserError
+from spacy_mbert.weights_file import WEIGHTS_FILE
 
 from ..conftest import blank_xx, run_python
 from .conftest import QUESTION
@@ -179,29 +180,57 @@ def test_damaged_model_file_fails_with_one_line(saved_dir, tmp_path, component_f
 
 
 FILE_NAMES = {
-    "transformer/model": "The transformer model file",
-    "mbert_qa/model": "The 'mbert_qa' component's model file",
-    "mbert_translator/model": "The 'mbert_translator' component's model file",
+    "transformer": "The transformer model file",
+    "mbert_qa": "The 'mbert_qa' component's model file",
+    "mbert_translator": "The 'mbert_translator' component's model file",
 }
+WEIGHTS_FILES = [f"{name}/{WEIGHTS_FILE}" for name in FILE_NAMES]
 
 
-@pytest.mark.parametrize("component_file", ["transformer/model", "mbert_qa/model", "mbert_translator/model"])
-def test_flipped_bytes_in_the_weights_are_detected(saved_dir, tmp_path, component_file):
+@pytest.mark.parametrize("weights_file", WEIGHTS_FILES)
+def test_flipped_bytes_in_the_weights_are_detected(saved_dir, tmp_path, weights_file):
     """The weights are saved with their SHA-256; before, changed bytes loaded silently and the
     pipeline predicted with damaged weights."""
     damaged = shutil.copytree(saved_dir, tmp_path / "pipeline")
-    path = damaged / component_file
+    path = damaged / weights_file
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2  # inside the torch weights, the bulk of the file
+    middle = len(data) // 2  # inside the tensors, the bulk of the file
     data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
     path.write_bytes(bytes(data))
     with pytest.raises(UserError) as info:
         spacy.load(damaged)
     message = str(info.value)
-    assert "\n" not in message and message.startswith(FILE_NAMES[component_file])
+    assert "\n" not in message and message.startswith(FILE_NAMES[weights_file.split("/")[0]])
     assert "corrupted" in message and "SHA-256" in message and "re-save or re-download" in message
-    if component_file != "transformer/model":  # (spacy-transformers' component does not pass the path on)
-        assert str(path) in message
+    assert WEIGHTS_FILE in message
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "missing"])
+@pytest.mark.parametrize("weights_file", WEIGHTS_FILES)
+def test_damaged_or_missing_weights_file_fails_with_one_line(saved_dir, tmp_path, weights_file, how):
+    damaged = shutil.copytree(saved_dir, tmp_path / "pipeline")
+    path = damaged / weights_file
+    if how == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(_damage(path.read_bytes(), how))
+    with pytest.raises(UserError) as info:
+        spacy.load(damaged)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert ("missing its weights file" if how == "missing" else "corrupted") in message
+
+
+def test_weights_are_saved_beside_the_model_file_and_memory_mapped(saved_dir, expected, tmp_path):
+    """The model files hold no weights (a few MB at most), and a loaded pipeline can be saved
+    back over the directory it was loaded from (its memory-mapped weights stay valid)."""
+    for name in FILE_NAMES:
+        assert (saved_dir / name / WEIGHTS_FILE).stat().st_size > (saved_dir / name / "model").stat().st_size
+    again = shutil.copytree(saved_dir, tmp_path / "pipeline")
+    nlp = spacy.load(again)
+    nlp.to_disk(again)
+    assert_same_outputs(outputs(nlp), expected)
+    assert_same_outputs(outputs(spacy.load(again)), expected)
 
 
 def _strip_checksums(data: bytes) -> bytes:

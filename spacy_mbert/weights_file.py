@@ -1,0 +1,95 @@
+"""Encoder weights in their own file beside a component's model file, memory-mapped on load.
+
+spaCy saves a component's thinc model as one msgpack file, and spacy-transformers
+puts the encoder's weights inside it (``torch.save`` bytes inside the shim's
+msgpack inside the model's msgpack). Loading such a file holds the weights up to
+four times at once: the file's bytes, the shim's bytes unpacked from them, the
+weights' bytes unpacked from those, and the tensors read from them (4-5x the
+weights' size at the peak of ``spacy.load``, and seconds of copying).
+
+In ``to_disk``/``from_disk`` the components of this package write the weights as
+a separate file (``torch.save`` format, :data:`WEIGHTS_FILE`) and keep only its
+name and SHA-256 in the model file. Loading memory-maps that file and makes the
+mapped tensors the model's parameters, as Hugging Face's ``from_pretrained`` does
+with safetensors: pages are read when first used, nothing is copied, and the peak
+is about one copy of the weights. ``to_bytes``/``from_bytes`` keep the weights
+inline (there is no directory), so the pipeline bytes stay self-contained.
+"""
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import torch
+from thinc.api import Model
+
+from .errors import WeightsChecksumError
+
+# The file beside a component's "model" file.
+WEIGHTS_FILE = "model.weights.pt"
+# Keys in the shim's saved dict when the weights are in the side file.
+WEIGHTS_FILE_KEY = "weights_file"
+
+
+@contextmanager
+def weights_beside(model: Model, model_file: Path) -> Iterator[None]:
+    """Let every MBertShim in ``model`` save/load its weights beside ``model_file``.
+
+    model (Model): A component's thinc model.
+    model_file (Path): The component's model file (``<component dir>/model``).
+    """
+    shims = [shim for node in model.walk() for shim in node.shims if hasattr(shim, "weights_path")]
+    for i, shim in enumerate(shims):
+        # One file per shim; a component has one encoder, so nearly always just WEIGHTS_FILE.
+        name = WEIGHTS_FILE if i == 0 else f"model.weights.{i}.pt"
+        shim.weights_path = Path(model_file).parent / name
+    try:
+        yield
+    finally:
+        for shim in shims:
+            shim.weights_path = None
+
+
+def save_state(module: torch.nn.Module, path: Path) -> str:
+    """Write ``module``'s state dict to ``path`` (atomically); returns the file's SHA-256.
+
+    Written to a temporary file and renamed over ``path``, so a pipeline that was
+    loaded from this directory (its weights memory-mapped from the old file) can
+    be saved back to it safely: the mapping keeps the old file alive.
+    """
+    path = Path(path)
+    temp = path.with_name(path.name + ".tmp")
+    torch.save(module.state_dict(), temp)
+    digest = file_sha256(temp)
+    os.replace(temp, path)
+    return digest
+
+
+def load_state(path: Path, *, device, expected_sha256: Optional[str]) -> Dict[str, torch.Tensor]:
+    """Memory-map a state dict written by :func:`save_state`, checking its SHA-256 first."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsChecksumError(
+            f"is missing its weights file {path}; copy the whole pipeline directory, or re-save the pipeline"
+        )
+    if expected_sha256 is not None:
+        found = file_sha256(path)
+        if found != expected_sha256:
+            raise WeightsChecksumError(
+                f"is corrupted: {path} does not match the SHA-256 saved with it (expected "
+                f"{expected_sha256[:12]}…, found {found[:12]}…), so bytes changed after saving (disk or "
+                f"transfer error); re-save or re-download the pipeline."
+            )
+    mmap = torch.device(device).type == "cpu"
+    return torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
+    """SHA-256 of a file, read in chunks (the pages are not mapped into this process)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as file:
+        for block in iter(lambda: file.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
