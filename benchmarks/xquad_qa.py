@@ -306,6 +306,7 @@ def main(
     speed_questions: int = typer.Option(40, help="Questions per language for the inference timing (x12 languages)."),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "xquad", help="Where models and per-system results go."),
+    note: str = typer.Option("", help="A remark to print under the table (e.g. how the run was split)."),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
 ):
     require_dir(data, "XQuAD")
@@ -335,7 +336,7 @@ def main(
         speed = time_inference(Path(results["a"]["model"]), sample, repeats=repeats, batch_size=batch_size)
         print(json.dumps(speed, indent=1), flush=True)
     write_report(results, speed, tests=tests, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size,
-                 micro_batch=micro_batch, threads=threads)
+                 micro_batch=micro_batch, threads=threads, note=note)
 
 
 def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, batch_size, micro_batch, tests) -> None:
@@ -350,7 +351,7 @@ def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, b
     print(json.dumps(run["scores"], indent=1), flush=True)
 
 
-def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads) -> None:
+def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note="") -> None:
     info = machine_info(threads)
     n_test = sum(len(qs) for qs in tests.values())
     header = ["system", "metric"] + LANGS + ["avg", "train", "eval questions/s"]
@@ -377,6 +378,8 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
         "of that process (a: nlp.pipe; b: run_qa's batched feature forward and post-processing).",
         "",
     ]
+    if note:
+        lines += [note, ""]
     if speed:
         lines += [
             f"## Inference speed: {speed['questions']} questions (first {speed['questions'] // len(LANGS)} test questions of each language), "
