@@ -79,3 +79,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 def minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def write_results(stem: str, lines: List[str], info: Dict[str, str], payload: dict) -> str:
+    """Write ``results/<stem>.md`` (``lines`` + the machine line) and ``results/<stem>.json``; print the report."""
+    report = "\n".join(lines + ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(report, encoding="utf8")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"machine": info, **payload}, ensure_ascii=False, indent=1), encoding="utf8")
+    print(report)
+    return report

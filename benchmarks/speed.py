@@ -30,9 +30,7 @@ matrix sized as M-BERT's), so that speed reflects real M-BERT cost.
 """
 
 import json
-import math
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -413,7 +411,6 @@ def main(
     require_dir(data / "sib200", "SIB-200")
     pin_threads(threads)
     import spacy
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     import spacy_mbert  # noqa: F401

@@ -31,7 +31,7 @@ from typing import Dict, List, Tuple
 import typer
 
 from common import (
-    RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch,
+    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
 )
 
 TRAINED = ["deu", "fra", "spa", "ita", "por", "nld", "pol"]
@@ -254,16 +254,9 @@ def write_report(results, speed, *, langs, encoder, data, threads, epochs, lr, b
             f"Same output text (whitespace-normalised) for {100 * speed['same_output']:.1f}% of the sentences.",
             "",
         ]
-    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
-    report = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tatoeba_translation.md").write_text(report, encoding="utf8")
     slim = {s: {k: v for k, v in r.items() if k != "outputs"} for s, r in results.items()}
     examples = {lang: list(zip([s for s, _ in read_pairs(data, lang)[-N_TEST:]][:3], results["w"]["outputs"][lang][:3])) for lang in langs} if "w" in results else {}
-    (RESULTS / "tatoeba_translation.json").write_text(
-        json.dumps({"machine": info, "command": command, "results": slim, "speed": speed, "examples": examples}, ensure_ascii=False, indent=1),
-        encoding="utf8")
-    print(report)
+    write_results("tatoeba_translation", lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples})
 
 
 if __name__ == "__main__":

@@ -27,15 +27,14 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import typer
 
 from common import (
-    RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch,
+    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
 )
 
 LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"]
@@ -393,13 +392,8 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
             f"Both return the same answer text for {100 * speed['same_answer']:.1f}% of the questions.",
             "",
         ]
-    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
-    report = "\n".join(lines)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "xquad_qa.md").write_text(report, encoding="utf8")
     slim = {system: {k: v for k, v in result.items() if k != "predictions"} for system, result in results.items()}
-    (RESULTS / "xquad_qa.json").write_text(json.dumps({"machine": info, "command": command, "results": slim, "speed": speed}, indent=1), encoding="utf8")
-    print(report)
+    write_results("xquad_qa", lines, info, {"command": command, "results": slim, "speed": speed})
 
 
 if __name__ == "__main__":

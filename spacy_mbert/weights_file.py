@@ -25,7 +25,7 @@ from typing import Dict, Iterator, Optional
 import torch
 from thinc.api import Model
 
-from .errors import WeightsChecksumError
+from .errors import WeightsChecksumError, corrupted_file_errors
 
 # The file beside a component's "model" file.
 WEIGHTS_FILE = "model.weights.pt"
@@ -93,3 +93,25 @@ def file_sha256(path: Path, chunk: int = 1 << 24) -> str:
         for block in iter(lambda: file.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+class OwnEncoderSerialization:
+    """``to_disk``/``from_disk``/``from_bytes`` of a pipe that owns its encoder (``mbert_qa``, ``mbert_translator``).
+
+    The encoder's weights go to their own file on disk (memory-mapped on load), and
+    a damaged file gives one line naming it and the fix. Mix in before ``TrainablePipe``.
+    """
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        with corrupted_file_errors(f"The '{self.name}' component's model file"):
+            return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=tuple()):
+        model_file = Path(path) / "model"
+        with corrupted_file_errors(f"The '{self.name}' component's model file ({model_file})"):
+            with weights_beside(self.model, model_file):
+                return super().from_disk(path, exclude=exclude)
+
+    def to_disk(self, path, *, exclude=tuple()) -> None:
+        with weights_beside(self.model, Path(path) / "model"):
+            super().to_disk(path, exclude=exclude)

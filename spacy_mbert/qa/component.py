@@ -13,7 +13,6 @@ the loss is the mean of the start and end cross-entropies over all windows.
 """
 
 import warnings
-from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -25,9 +24,9 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..errors import UserError, corrupted_file_errors
+from ..errors import UserError
 from ..extensions import install_extensions
-from ..weights_file import weights_beside
+from ..weights_file import OwnEncoderSerialization
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
 from .model import get_tokenizer
@@ -111,7 +110,7 @@ def make_qa(
     )
 
 
-class QuestionAnswerer(TrainablePipe):
+class QuestionAnswerer(OwnEncoderSerialization, TrainablePipe):
     """Answer ``doc._.question`` with a span of ``doc.text``."""
 
     def __init__(
@@ -377,22 +376,6 @@ class QuestionAnswerer(TrainablePipe):
         self.cfg["allow_no_answer"] = True
         return {"null_threshold": threshold, "qa_f1": best_f1}
 
-    # ------------------------------------------------------------------ serialization
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "QuestionAnswerer":
-        with corrupted_file_errors(f"The '{self.name}' component's model file"):
-            return super().from_bytes(bytes_data, exclude=exclude)
-
-    def from_disk(self, path, *, exclude=tuple()) -> "QuestionAnswerer":
-        model_file = Path(path) / "model"
-        with corrupted_file_errors(f"The '{self.name}' component's model file ({model_file})"):
-            with weights_beside(self.model, model_file):
-                return super().from_disk(path, exclude=exclude)
-
-    def to_disk(self, path, *, exclude=tuple()) -> None:
-        """Save the component; the encoder's weights go to their own file (memory-mapped on load)."""
-        with weights_beside(self.model, Path(path) / "model"):
-            super().to_disk(path, exclude=exclude)
 
 
 def _cross_entropy(ops, logits, mask, targets):

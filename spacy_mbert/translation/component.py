@@ -10,7 +10,6 @@ The component owns its encoder (it does not listen to a ``transformer``
 component): generation needs the encoder-decoder as one network.
 """
 
-from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional
 
 from spacy.language import Language
@@ -20,9 +19,9 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from ..errors import UserError, corrupted_file_errors
+from ..errors import UserError
 from ..extensions import install_extensions
-from ..weights_file import weights_beside
+from ..weights_file import OwnEncoderSerialization
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
 
@@ -111,7 +110,7 @@ def make_translator(
     )
 
 
-class Translator(TrainablePipe):
+class Translator(OwnEncoderSerialization, TrainablePipe):
     """Translates each doc's text into ``doc._.translation`` (see :func:`make_translator`).
 
     Only ``target_lang`` is part of ``cfg`` (saved with the pipeline, passed to the
@@ -241,21 +240,6 @@ class Translator(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError("mbert_translator has no labels.")
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "Translator":
-        with corrupted_file_errors(f"The '{self.name}' component's model file"):
-            return super().from_bytes(bytes_data, exclude=exclude)
-
-    def from_disk(self, path, *, exclude=tuple()) -> "Translator":
-        model_file = Path(path) / "model"
-        with corrupted_file_errors(f"The '{self.name}' component's model file ({model_file})"):
-            with weights_beside(self.model, model_file):
-                return super().from_disk(path, exclude=exclude)
-
-    def to_disk(self, path, *, exclude=tuple()) -> None:
-        """Save the component; the encoder's weights go to their own file (memory-mapped on load)."""
-        with weights_beside(self.model, Path(path) / "model"):
-            super().to_disk(path, exclude=exclude)
 
 
 def _is_text(value: object) -> bool:
