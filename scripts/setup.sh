@@ -12,4 +12,4 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
 .venv/bin/python -m pip install --quiet -e ".[test]"
-echo "✔ Environment ready: $(.venv/bin/python -c 'import spacy, spacy_transformers, torch, transformers; print(f"spacy {spacy.__version__}, spacy-transformers {spacy_transformers.__version__}, torch {torch.__version__}, transformers {transformers.__version__}")')"
+echo "✔ Environment ready: $(.venv/bin/python -c 'from importlib.metadata import version; print(", ".join(f"{name} {version(name)}" for name in ("spacy", "spacy-transformers", "torch", "transformers")))')"
