@@ -302,7 +302,7 @@ def main(
     batch_size: int = typer.Option(16, help="Questions per step for (a), windows per step for (b)."),
     threads: int = typer.Option(1, help="Torch threads per process."),
     micro_batch: int = typer.Option(16, help="Windows per forward pass in training (bounds memory, same update), both systems."),
-    speed_questions: int = typer.Option(40, help="Questions per language for the inference timing (x12 languages)."),
+    speed_questions: int = typer.Option(40, help="Questions per language for the inference timing (x12 languages); 0 skips it."),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "xquad", help="Where models and per-system results go."),
     note: str = typer.Option("", help="A remark to print under the table (e.g. how the run was split)."),
@@ -329,7 +329,7 @@ def main(
         sys.exit(f"✘ system(s) {failed} failed; see the log above")
     results = {system: json.loads((work / f"{system}.json").read_text(encoding="utf8")) for system in SYSTEM_NAMES if (work / f"{system}.json").exists()}
     speed = None
-    if "a" in results:
+    if "a" in results and speed_questions > 0:
         sample = [q for lang in LANGS for q in tests[lang][:speed_questions]]
         print(f"=== inference timing: {len(sample)} questions ===", flush=True)
         speed = time_inference(Path(results["a"]["model"]), sample, repeats=repeats, batch_size=batch_size)
