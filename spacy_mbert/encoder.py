@@ -30,7 +30,7 @@ import srsly
 import torch
 from spacy.tokens import Doc, Span
 from spacy.util import SimpleFrozenDict, registry
-from spacy_transformers.align import get_alignment, get_alignment_via_offset_mapping
+from spacy_transformers.align import get_alignment
 from spacy_transformers.data_classes import FullTransformerBatch, HFObjects, WordpieceBatch
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.layers.transformer_model import TransformerModel, huggingface_tokenize
@@ -39,6 +39,7 @@ from spacy_transformers.util import make_tempdir, maybe_flush_pytorch_cache
 from thinc.api import ArgsKwargs, Model, get_torch_default_device
 from thinc.types import Ragged
 
+from .alignment import align_by_offsets
 from .errors import EncoderNotFoundError, UserError, WeightsChecksumError
 from .span_getters import configure_wordpiece_strided_spans
 from .weights_file import WEIGHTS_FILE_KEY, load_state, save_state
@@ -153,7 +154,7 @@ def _forward(model: TransformerModel, docs: List[Doc], is_train: bool) -> Tuple[
     batch_encoding = huggingface_tokenize(tokenizer, [span.text for span in flat_spans])
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
     if "offset_mapping" in batch_encoding:
-        align = get_alignment_via_offset_mapping(flat_spans, batch_encoding["offset_mapping"])
+        align = align_by_offsets(flat_spans, batch_encoding["offset_mapping"])
     else:
         align = get_alignment(flat_spans, wordpieces.strings, tokenizer.all_special_tokens)
     nested_spans, wordpieces, align = fit_windows(nested_spans, wordpieces, align, tokenizer)

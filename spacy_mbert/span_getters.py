@@ -107,7 +107,8 @@ class WordpieceStridedSpans:
                 "spacy-mbert.wordpiece_strided_spans.v1 counts wordpieces with the encoder's tokenizer: use it "
                 "as the get_spans of spacy-mbert.MBertTransformer.v1, which hands the tokenizer over."
             )
-        return [self.doc_spans(doc) for doc in docs]
+        counts = self._token_counts_batch(docs) if self._max_length is not None else [None] * len(docs)
+        return [self.doc_spans(doc, doc_counts) for doc, doc_counts in zip(docs, counts)]
 
     def __getstate__(self):
         # The tokenizer is set again by the transformer before use; not pickled/copied with the getter.
@@ -115,8 +116,11 @@ class WordpieceStridedSpans:
         state["_tokenizer"], state["_max_length"], state["_n_special"] = None, None, 0
         return state
 
-    def doc_spans(self, doc: Doc) -> List[Span]:
-        """The windows of one doc, in order; every token is in at least one."""
+    def doc_spans(self, doc: Doc, token_counts: Optional[numpy.ndarray] = None) -> List[Span]:
+        """The windows of one doc, in order; every token is in at least one.
+
+        token_counts (Optional[numpy.ndarray]): Wordpieces per token, if already counted.
+        """
         n_tokens = len(doc)
         if n_tokens == 0:
             return []
@@ -125,7 +129,9 @@ class WordpieceStridedSpans:
             prefix = None
         else:
             budget = self._max_length - self._n_special
-            prefix = numpy.concatenate([[0], numpy.cumsum(self._token_counts(doc))])
+            if token_counts is None:
+                token_counts = self._token_counts_batch([doc])[0]
+            prefix = numpy.concatenate([[0], numpy.cumsum(token_counts)])
 
         def fit(start: int) -> int:
             """End of the window starting at ``start``, by the wordpiece estimate (at least one token)."""
@@ -151,24 +157,36 @@ class WordpieceStridedSpans:
                 following += 1
             start = following
 
-    def _token_counts(self, doc: Doc) -> numpy.ndarray:
-        """Wordpieces of each spaCy token.
+    def _token_counts_batch(self, docs: List[Doc]) -> List[Optional[numpy.ndarray]]:
+        """Wordpieces of each spaCy token, for each doc (None for empty docs).
 
-        With a fast tokenizer the whole text is tokenized once and each wordpiece
-        counted for the token its first character is in (or follows, in the token's
+        With a fast tokenizer all texts are tokenized in one call (one batch
+        in Rust instead of a Python call per doc) and each wordpiece is counted
+        for the token its first character is in (or follows, in the token's
         trailing whitespace); otherwise each token is tokenized on its own. Both are
         exact for BERT's WordPiece, whose words are the MultilingualTokenizer's
         tokens; for SentencePiece a window's first token can gain a "▁", which
         the check in :meth:`_checked_end` catches.
         """
+        counts: List[Optional[numpy.ndarray]] = [None] * len(docs)
+        todo = [i for i, doc in enumerate(docs) if len(doc)]
+        if not todo:
+            return counts
         if getattr(self._tokenizer, "is_fast", False):
-            encoded = self._tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-            offsets = numpy.asarray(encoded["offset_mapping"], dtype="int64").reshape(-1, 2)
-            starts = doc.to_array("IDX").astype("int64")
-            owner = numpy.clip(numpy.searchsorted(starts, offsets[:, 0], side="right") - 1, 0, len(doc) - 1)
-            return numpy.bincount(owner, minlength=len(doc)).astype("int64")
-        encoded = self._tokenizer([token.text for token in doc], add_special_tokens=False, verbose=False)
-        return numpy.array([len(ids) for ids in encoded["input_ids"]], dtype="int64")
+            encoded = self._tokenizer(
+                [docs[i].text for i in todo], add_special_tokens=False, return_offsets_mapping=True, verbose=False
+            )
+            for i, doc_offsets in zip(todo, encoded["offset_mapping"]):
+                doc = docs[i]
+                offsets = numpy.asarray(doc_offsets, dtype="int64").reshape(-1, 2)
+                starts = doc.to_array("IDX").astype("int64")
+                owner = numpy.clip(numpy.searchsorted(starts, offsets[:, 0], side="right") - 1, 0, len(doc) - 1)
+                counts[i] = numpy.bincount(owner, minlength=len(doc)).astype("int64")
+            return counts
+        for i in todo:
+            encoded = self._tokenizer([token.text for token in docs[i]], add_special_tokens=False, verbose=False)
+            counts[i] = numpy.array([len(ids) for ids in encoded["input_ids"]], dtype="int64")
+        return counts
 
     def _checked_end(self, doc: Doc, start: int, end: int, prefix, budget) -> int:
         """Shorten the window until its text, tokenized as spacy-transformers will, fits."""

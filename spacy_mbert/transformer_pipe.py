@@ -8,12 +8,13 @@ about one copy of the weights instead of four to five, and takes less time.
 """
 
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, Iterable, Iterator, List
 
 from spacy.language import Language
 from spacy.tokens import Doc
 from spacy_transformers.data_classes import FullTransformerBatch
-from spacy_transformers.pipeline_component import Transformer
+from spacy_transformers.pipeline_component import Transformer, install_extensions
+from spacy_transformers.util import batch_by_length
 from thinc.api import Config, Model
 
 from .weights_file import weights_beside
@@ -21,6 +22,7 @@ from .weights_file import weights_beside
 DEFAULT_CONFIG_STR = """
 [transformer]
 max_batch_items = 4096
+sort_buffer = 256
 
 [transformer.set_extra_annotations]
 @annotation_setters = "spacy-transformers.null_annotation_setter.v1"
@@ -48,6 +50,7 @@ def make_mbert_transformer(
     model: Model[List[Doc], FullTransformerBatch],
     set_extra_annotations: Callable[[List[Doc], FullTransformerBatch], None],
     max_batch_items: int,
+    sort_buffer: int,
 ) -> "MBertTransformerPipe":
     """A shared multilingual BERT encoder for the components that listen to it (e.g. ``textcat``).
 
@@ -56,15 +59,39 @@ def make_mbert_transformer(
         offline-first at initialization, saved inside the pipeline).
     set_extra_annotations (Callable): Sets more annotations from the encoder's output
         (after ``doc._.trf_data``); none by default.
-    max_batch_items (int): Most padded wordpieces per batch in prediction.
+    max_batch_items (int): Most padded spaCy tokens per batch in prediction.
+    sort_buffer (int): In ``nlp.pipe``, read up to this many docs ahead (at least
+        ``batch_size``, and no more once they hold ``4 * max_batch_items`` tokens) and
+        batch them by length, so batches need less padding; docs still come out in
+        input order. 0 reads ``batch_size`` docs, as spacy-transformers does.
     """
-    return MBertTransformerPipe(
+    pipe = MBertTransformerPipe(
         nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items
     )
+    # An attribute, not in cfg: from_disk would restore a saved cfg over the config's value.
+    pipe.sort_buffer = sort_buffer
+    return pipe
 
 
 class MBertTransformerPipe(Transformer):
     """spacy-transformers' ``Transformer`` whose weights are saved to, and memory-mapped from, their own file."""
+
+    sort_buffer: int = 0
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate a stream of docs; yields them in order.
+
+        Like spacy-transformers' ``Transformer.pipe``, except that the docs batched
+        by length are read ``sort_buffer`` at a time instead of ``batch_size``:
+        sentences of mixed length then share batches with sentences of the same
+        length, and the encoder runs on less padding.
+        """
+        install_extensions()
+        for buffer in _read_ahead(stream, batch_size, self.sort_buffer, 4 * self.cfg["max_batch_items"]):
+            for indices in batch_by_length(buffer, self.cfg["max_batch_items"]):
+                subbatch = [buffer[i] for i in indices]
+                self.set_annotations(subbatch, self.predict(subbatch))
+            yield from buffer
 
     def to_disk(self, path, *, exclude=tuple()) -> None:
         with weights_beside(self.model, Path(path) / "model"):
@@ -73,3 +100,18 @@ class MBertTransformerPipe(Transformer):
     def from_disk(self, path, *, exclude=tuple()) -> "MBertTransformerPipe":
         with weights_beside(self.model, Path(path) / "model"):
             return super().from_disk(path, exclude=exclude)
+
+
+def _read_ahead(stream: Iterable[Doc], batch_size: int, sort_buffer: int, max_tokens: int) -> Iterator[List[Doc]]:
+    """Lists of consecutive docs: at least ``batch_size``, more up to ``sort_buffer`` docs or ``max_tokens`` tokens."""
+    batch_size = max(1, batch_size)
+    buffer: List[Doc] = []
+    n_tokens = 0
+    for doc in stream:
+        buffer.append(doc)
+        n_tokens += len(doc)
+        if len(buffer) >= batch_size and (len(buffer) >= sort_buffer or n_tokens >= max_tokens):
+            yield buffer
+            buffer, n_tokens = [], 0
+    if buffer:
+        yield buffer
