@@ -29,6 +29,7 @@ matrix sized as M-BERT's), so that speed reflects real M-BERT cost.
     python benchmarks/speed.py --gpu-id 0 --mixed-precision     # the same on a GPU
 """
 
+import gc
 import json
 import os
 import statistics
@@ -189,12 +190,18 @@ def translation_examples(pairs: List[tuple]):
 
 
 def alternate(systems: Dict[str, Callable[[], object]], repeats: int) -> Dict[str, List[float]]:
-    """Run each system once per repeat, in turn; seconds per run."""
+    """Run each system once per repeat, in turn; seconds per run.
+
+    Python's garbage collector runs a full collection before each timed run: a full
+    collection of a process with torch, transformers and spaCy loaded takes about a
+    second here, and otherwise lands in whichever run happens to trigger it.
+    """
     times: Dict[str, List[float]] = {name: [] for name in systems}
     for name, run in systems.items():  # warm-up: first calls allocate and compile
         run()
     for _ in range(repeats):
         for name, run in systems.items():
+            gc.collect()
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)

@@ -17,6 +17,7 @@ from spacy_transformers.pipeline_component import Transformer, install_extension
 from spacy_transformers.util import batch_by_length
 from thinc.api import Config, Model
 
+from .batching import read_ahead
 from .weights_file import weights_beside
 
 DEFAULT_CONFIG_STR = """
@@ -87,7 +88,7 @@ class MBertTransformerPipe(Transformer):
         length, and the encoder runs on less padding.
         """
         install_extensions()
-        for buffer in _read_ahead(stream, batch_size, self.sort_buffer, 4 * self.cfg["max_batch_items"]):
+        for buffer in read_ahead(stream, batch_size, self.sort_buffer, 4 * self.cfg["max_batch_items"]):
             for indices in batch_by_length(buffer, self.cfg["max_batch_items"]):
                 subbatch = [buffer[i] for i in indices]
                 self.set_annotations(subbatch, self.predict(subbatch))
@@ -101,17 +102,3 @@ class MBertTransformerPipe(Transformer):
         with weights_beside(self.model, Path(path) / "model"):
             return super().from_disk(path, exclude=exclude)
 
-
-def _read_ahead(stream: Iterable[Doc], batch_size: int, sort_buffer: int, max_tokens: int) -> Iterator[List[Doc]]:
-    """Lists of consecutive docs: at least ``batch_size``, more up to ``sort_buffer`` docs or ``max_tokens`` tokens."""
-    batch_size = max(1, batch_size)
-    buffer: List[Doc] = []
-    n_tokens = 0
-    for doc in stream:
-        buffer.append(doc)
-        n_tokens += len(doc)
-        if len(buffer) >= batch_size and (len(buffer) >= sort_buffer or n_tokens >= max_tokens):
-            yield buffer
-            buffer, n_tokens = [], 0
-    if buffer:
-        yield buffer

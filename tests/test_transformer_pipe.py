@@ -7,7 +7,7 @@ The buffer changes which docs share a batch, never the output: each doc's
 import numpy
 import pytest
 
-from spacy_mbert.transformer_pipe import _read_ahead
+from spacy_mbert.batching import read_ahead
 
 from .conftest import blank_xx
 
@@ -51,12 +51,12 @@ def test_read_ahead_sizes():
     nlp = blank_xx()
     docs = [nlp.make_doc("one two three")] * 10  # 3 tokens each
     # At least batch_size docs, up to sort_buffer docs...
-    assert [len(b) for b in _read_ahead(iter(docs), 2, 4, max_tokens=100)] == [4, 4, 2]
+    assert [len(b) for b in read_ahead(iter(docs), 2, 4, max_tokens=100)] == [4, 4, 2]
     # ...but no more once they hold max_tokens tokens.
-    assert [len(b) for b in _read_ahead(iter(docs), 2, 8, max_tokens=9)] == [3, 3, 3, 1]
+    assert [len(b) for b in read_ahead(iter(docs), 2, 8, max_tokens=9)] == [3, 3, 3, 1]
     # sort_buffer 0: batches of batch_size, as spacy-transformers reads them.
-    assert [len(b) for b in _read_ahead(iter(docs), 3, 0, max_tokens=100)] == [3, 3, 3, 1]
-    assert list(_read_ahead(iter([]), 3, 8, max_tokens=100)) == []
+    assert [len(b) for b in read_ahead(iter(docs), 3, 0, max_tokens=100)] == [3, 3, 3, 1]
+    assert list(read_ahead(iter([]), 3, 8, max_tokens=100)) == []
 
 
 def test_sort_buffer_is_configurable(tiny_wordpiece_dir):

@@ -21,6 +21,7 @@ from thinc.api import Config, Model, Optimizer
 
 from ..errors import UserError
 from ..extensions import install_extensions
+from ..batching import ReadAheadPipe
 from ..weights_file import OwnEncoderSerialization
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
@@ -59,6 +60,7 @@ DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
         "max_target_length": 64,
         "label_smoothing": 0.1,
         "batch_size": 16,
+        "sort_buffer": 256,
         "scorer": DEFAULT_CONFIG["scorer"],
     },
     default_score_weights={"translation_bleu": 0.5, "translation_chrf": 0.5, "translation_per_lang": None},
@@ -76,6 +78,7 @@ def make_translator(
     max_target_length: int,
     label_smoothing: float,
     batch_size: int,
+    sort_buffer: int,
     scorer: Optional[Callable],
 ) -> "Translator":
     """Construct a translator: a warm-started BERT2BERT encoder-decoder writing ``doc._.translation``.
@@ -99,6 +102,9 @@ def make_translator(
         wordpieces in training (start and end token included).
     label_smoothing (float): Label smoothing of the training cross-entropy.
     batch_size (int): Docs per ``generate`` call (docs are sorted by length first).
+    sort_buffer (int): In ``nlp.pipe``, docs read ahead (at least ``batch_size``) and
+        sorted by length together, so each ``generate`` call gets sources of similar
+        length; docs still come out in input order. 0: ``nlp.pipe``'s batch_size.
     scorer (Optional[Callable]): Scores ``doc._.translation`` against the reference
         (BLEU and chrF per source language); ``spacy-mbert.translation_scorer.v1``.
     """
@@ -106,11 +112,11 @@ def make_translator(
         nlp.vocab, model, name=name, target_lang=target_lang, num_beams=num_beams, max_length=max_length,
         length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
         max_source_length=max_source_length, max_target_length=max_target_length,
-        label_smoothing=label_smoothing, batch_size=batch_size, scorer=scorer,
+        label_smoothing=label_smoothing, batch_size=batch_size, sort_buffer=sort_buffer, scorer=scorer,
     )
 
 
-class Translator(OwnEncoderSerialization, TrainablePipe):
+class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     """Translates each doc's text into ``doc._.translation`` (see :func:`make_translator`).
 
     Only ``target_lang`` is part of ``cfg`` (saved with the pipeline, passed to the
@@ -138,6 +144,7 @@ class Translator(OwnEncoderSerialization, TrainablePipe):
         max_target_length: int = 64,
         label_smoothing: float = 0.1,
         batch_size: int = 16,
+        sort_buffer: int = 256,
         scorer: Optional[Callable] = None,
     ):
         install_extensions()
@@ -159,6 +166,7 @@ class Translator(OwnEncoderSerialization, TrainablePipe):
         self.max_target_length = max_target_length
         self.label_smoothing = label_smoothing
         self.batch_size = batch_size
+        self.sort_buffer = sort_buffer
 
     @property
     def target_lang(self) -> str:

@@ -349,3 +349,27 @@ def _run(command):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the one_torch_thread fixture, for the subprocess
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.parametrize("sort_buffer", [0, 256])
+def test_pipe_reads_ahead_and_keeps_order(trained, sort_buffer):
+    nlp, examples = trained
+    qa = nlp.get_pipe("mbert_qa")
+    contexts = [eg.reference.text for eg in examples[:6]] + [" ".join(eg.reference.text for eg in examples[:8])]
+    pairs = [(context, question) for context in contexts for question in (QUESTION, "code?")]
+
+    def docs():
+        for context, question in pairs:
+            doc = nlp.make_doc(context)
+            doc._.question = question
+            yield doc
+
+    alone = [[(a["start_char"], a["end_char"]) for a in nlp(doc)._.answers] for doc in docs()]
+    saved = qa.sort_buffer
+    qa.sort_buffer = sort_buffer
+    try:
+        found = list(nlp.pipe(docs(), batch_size=3))
+    finally:
+        qa.sort_buffer = saved
+    assert [(doc.text, doc._.question) for doc in found] == pairs
+    assert [[(a["start_char"], a["end_char"]) for a in doc._.answers] for doc in found] == alone

@@ -248,3 +248,18 @@ def test_spacy_mbert_evaluate_per_language(trained_nlp, monkeypatch):
     assert all(scores["n"] == 3 for scores in result["languages"].values())
     assert 0.0 <= result["all"]["translation_bleu"] <= 1.0 and 0.0 <= result["all"]["translation_chrf"] <= 1.0
     assert "BLEU" in ev.format_table(result)
+
+
+@pytest.mark.parametrize("sort_buffer", [0, 256])
+def test_pipe_reads_ahead_and_keeps_order(trained_nlp, sort_buffer):
+    translator = trained_nlp.get_pipe("mbert_translator")
+    texts = COPY_TEXTS + ["", "Kurz."] + COPY_TEXTS[::-1]
+    alone = [trained_nlp(text)._.translation for text in texts]
+    saved = translator.sort_buffer
+    translator.sort_buffer = sort_buffer
+    try:
+        docs = list(trained_nlp.pipe(texts, batch_size=2))
+    finally:
+        translator.sort_buffer = saved
+    assert [doc.text for doc in docs] == texts
+    assert [doc._.translation for doc in docs] == alone
