@@ -42,7 +42,7 @@ from thinc.types import Ragged
 from .alignment import align_by_offsets
 from .errors import EncoderNotFoundError, UserError, WeightsChecksumError
 from .span_getters import configure_wordpiece_strided_spans
-from .weights_file import WEIGHTS_FILE_KEY, load_state, save_state
+from .weights_file import WEIGHTS_FILE_KEY, ChecksumCheck, read_state, save_state
 
 DEFAULT_ENCODER = "bert-base-multilingual-cased"
 # Key of the weights' SHA-256 (hex) in the saved shim dict, next to "state".
@@ -516,6 +516,8 @@ class MBertShim(HFShim):
                 None, None, None, msg["_init_tokenizer_config"], msg["_init_transformer_config"]
             )
             return self
+        # Weights in their own file: their checksum is computed alongside what follows.
+        check = _start_weights_check(self, msg) if msg.get(WEIGHTS_FILE_KEY) else None
         with make_tempdir() as temp_dir:
             config_file = temp_dir / "config.json"
             srsly.write_json(config_file, config_dict)
@@ -526,41 +528,51 @@ class MBertShim(HFShim):
             tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_file_contents = _vocab_file_contents(tokenizer)
         device = get_torch_default_device()
-        state = _read_weights_file(self, msg, device) if msg.get(WEIGHTS_FILE_KEY) else None
-        if state is None:
+        if check is not None:
+            state = _read_weights_file(check, device)
+        else:
             check_weights_checksum(msg)
+            state = None
         try:
             if state is None:
                 # pop: the serialized weights are freed as soon as they are read.
                 state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
             transformer = _build_with_weights(self.model_cls, config, state)
         except Exception as error:
+            if check is not None:
+                check.verify()  # changed bytes explain a failure best
             raise UserError(
                 f"The transformer weights in this pipeline could not be read ({type(error).__name__}: "
                 f"{_first_line(error)}); the file is corrupted, truncated or from an incompatible "
                 f"model. Re-save or re-download the pipeline."
             ) from None
+        if check is not None:
+            check.verify()
         transformer.to(device)
         self._model = transformer
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_file_contents, SimpleFrozenDict(), SimpleFrozenDict())
         return self
 
 
-def _read_weights_file(shim: "MBertShim", msg: Dict, device) -> Dict[str, torch.Tensor]:
-    """The weights of a shim saved by a component's to_disk (see weights_file.py)."""
+def _start_weights_check(shim: "MBertShim", msg: Dict) -> ChecksumCheck:
+    """Start checking the weights file of a shim saved by a component's to_disk (see weights_file.py)."""
     if shim.weights_path is None:
         raise UserError(
             f"These weights were saved to a separate file ({msg[WEIGHTS_FILE_KEY]}) by to_disk, so they "
             f"load only from the pipeline directory: use spacy.load(path) or from_disk(path), not from_bytes."
         )
-    path = shim.weights_path.parent / str(msg[WEIGHTS_FILE_KEY])
+    return ChecksumCheck(shim.weights_path.parent / str(msg[WEIGHTS_FILE_KEY]), msg.get(WEIGHTS_CHECKSUM_KEY))
+
+
+def _read_weights_file(check: ChecksumCheck, device) -> Dict[str, torch.Tensor]:
+    """The weights of the file ``check`` is checking, memory-mapped."""
     try:
-        return load_state(path, device=device, expected_sha256=msg.get(WEIGHTS_CHECKSUM_KEY))
+        return read_state(check.path, device=device, check=check)
     except UserError:
         raise
     except Exception as error:  # torch raises many unrelated types for a damaged zip
         raise UserError(
-            f"The transformer weights file {path} could not be read ({type(error).__name__}: "
+            f"The transformer weights file {check.path} could not be read ({type(error).__name__}: "
             f"{_first_line(error)}); it is corrupted or truncated. Re-save or re-download the pipeline."
         ) from None
 
@@ -577,8 +589,9 @@ def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):
     """
     from transformers.modeling_utils import no_init_weights
 
+    cls = _model_class(model_cls, config)
     with no_init_weights():
-        transformer = model_cls.from_config(config)
+        transformer = cls._from_config(config) if cls is not model_cls else model_cls.from_config(config)
     transformer.load_state_dict(state, assign=True)
     after_load = getattr(model_cls, "after_load", None)
     if after_load is not None:
@@ -586,6 +599,24 @@ def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):
     if hasattr(transformer, "tie_weights"):
         transformer.tie_weights()
     return transformer
+
+
+def _model_class(model_cls, config):
+    """The class ``model_cls.from_config(config)`` would build.
+
+    An auto class (``AutoModel``) finds it by asking its mapping for every model
+    type it knows, which imports ~700 modules of transformers (1 s); asking for
+    the config's type imports only that model's module.
+    """
+    mapping = getattr(model_cls, "_model_mapping", None)
+    if mapping is None:
+        return model_cls
+    try:
+        from transformers.models.auto.auto_factory import _get_model_class
+
+        return _get_model_class(config, mapping)
+    except (ImportError, KeyError, ValueError):
+        return model_cls
 
 
 def check_weights_checksum(msg: Dict) -> None:
