@@ -205,6 +205,21 @@ def test_flipped_bytes_in_the_weights_are_detected(saved_dir, tmp_path, weights_
     assert WEIGHTS_FILE in message
 
 
+def test_weights_check_can_be_switched_off(saved_dir, tmp_path, monkeypatch):
+    """SPACY_MBERT_VERIFY_WEIGHTS=0 skips the SHA-256 at load (faster for large encoders)."""
+    damaged = shutil.copytree(saved_dir, tmp_path / "pipeline")
+    path = damaged / WEIGHTS_FILES[0]
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv("SPACY_MBERT_VERIFY_WEIGHTS", "0")
+    spacy.load(damaged)  # loads: the damage goes unnoticed, as documented
+    monkeypatch.setenv("SPACY_MBERT_VERIFY_WEIGHTS", "1")
+    with pytest.raises(UserError, match="SHA-256"):
+        spacy.load(damaged)
+
+
 @pytest.mark.parametrize("how", ["truncated", "empty", "missing"])
 @pytest.mark.parametrize("weights_file", WEIGHTS_FILES)
 def test_damaged_or_missing_weights_file_fails_with_one_line(saved_dir, tmp_path, weights_file, how):
