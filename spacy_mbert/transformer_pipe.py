@@ -101,4 +101,3 @@ class MBertTransformerPipe(Transformer):
     def from_disk(self, path, *, exclude=tuple()) -> "MBertTransformerPipe":
         with weights_beside(self.model, Path(path) / "model"):
             return super().from_disk(path, exclude=exclude)
-

@@ -68,14 +68,6 @@ def save_state(module: torch.nn.Module, path: Path) -> str:
     return digest
 
 
-def load_state(path: Path, *, device, expected_sha256: Optional[str]) -> Dict[str, torch.Tensor]:
-    """Memory-map a state dict written by :func:`save_state`, checking its SHA-256 first."""
-    check = ChecksumCheck(path, expected_sha256)
-    state = read_state(path, device=device, check=check)
-    check.verify()
-    return state
-
-
 def read_state(path: Path, *, device, check: "ChecksumCheck") -> Dict[str, torch.Tensor]:
     """Memory-map a state dict written by :func:`save_state`; ``check`` runs alongside.
 

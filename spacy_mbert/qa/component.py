@@ -24,9 +24,9 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
+from ..batching import ReadAheadPipe
 from ..errors import UserError
 from ..extensions import install_extensions
-from ..batching import ReadAheadPipe
 from ..weights_file import OwnEncoderSerialization
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
@@ -386,7 +386,6 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         self.cfg["null_threshold"] = threshold
         self.cfg["allow_no_answer"] = True
         return {"null_threshold": threshold, "qa_f1": best_f1}
-
 
 
 def _cross_entropy(ops, logits, mask, targets):

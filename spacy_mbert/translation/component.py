@@ -19,9 +19,9 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
+from ..batching import ReadAheadPipe
 from ..errors import UserError
 from ..extensions import install_extensions
-from ..batching import ReadAheadPipe
 from ..weights_file import OwnEncoderSerialization
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
 from .model import Seq2SeqBatch, make_batch, translate
