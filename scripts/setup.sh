@@ -12,4 +12,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "$TORCH_SPEC"
 .venv/bin/python -m pip install --quiet -e ".[test]"
-echo "✔ Environment ready: $(.venv/bin/python -c 'from importlib.metadata import version; print(", ".join(f"{name} {version(name)}" for name in ("spacy", "spacy-transformers", "torch", "transformers")))')"
+# An assignment, so that set -e stops here when an install is broken (echo "$(...)" would not).
+versions="$(.venv/bin/python -c 'import spacy_mbert; from importlib.metadata import version; print(", ".join(f"{name} {version(name)}" for name in ("spacy", "spacy-transformers", "torch", "transformers")))')"
+echo "✔ Environment ready: $versions"
