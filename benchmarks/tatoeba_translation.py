@@ -1,10 +1,22 @@
 """Tatoeba many-to-English translation: BERT2BERT warm-started from the encoder vs Rnd2Rnd.
 
-Train ``mbert_translator`` (``spacy train configs/translation.cfg``) into English on the
-first 800 pairs of each of deu, fra, spa, ita, por, nld, pol (5,600 pairs); evaluate BLEU
-and chrF (sacreBLEU, 13a) on the last 200 pairs of all 14 languages in the folder,
-the 7 unseen ones zero-shot. Two systems with identical settings, trained side by side
-in their own processes with the same thread count:
+Train ``mbert_translator`` (``spacy train configs/translation.cfg``) into English on 800
+pairs of each of deu, fra, spa, ita, por, nld, pol (5,600 pairs); evaluate BLEU and chrF
+(sacreBLEU, 13a) on 200 pairs of all 14 languages in the folder, the 7 unseen ones
+zero-shot.
+
+The split is made by English sentence, because Tatoeba's English side is shared across
+languages (the same English sentence is the reference of a German, a French and a
+Japanese pair): a test pair is taken from the end of its language's file only when its
+English reference occurs in no *other* training language's file, and a training pair is
+dropped when its English reference or its source sentence (whitespace-collapsed,
+casefolded) is that of any test pair. So no test reference and no test source is seen in
+training, in any language. ``--check-split --split-out DIR`` writes the pairs as
+``DIR/train.tsv`` and ``DIR/test.tsv`` (lang, source, target), prints the overlap count
+and exits non-zero unless it is 0.
+
+Two systems with identical settings, trained side by side in their own processes with
+the same thread count:
 
   (w) warm-started: encoder and decoder from the checkpoint (Rothe et al.'s BERT2BERT);
   (r) Rnd2Rnd: the same network from random weights (``init_from_pretrained = false``).
@@ -18,6 +30,7 @@ Hugging Face loop (tokenize a batch, ``generate`` with the same beam settings, d
 batches in input order.
 
     python benchmarks/tatoeba_translation.py --encoder encoders/e5-small --data ../shared/data/tatoeba
+    python benchmarks/tatoeba_translation.py --check-split --split-out /tmp/tatoeba-split
 """
 
 import json
@@ -55,6 +68,53 @@ def read_pairs(data: Path, lang: str) -> List[Tuple[str, str]]:
     return pairs
 
 
+def _key(text: str) -> str:
+    """What counts as 'the same sentence' for the leak check: case and spacing ignored."""
+    return " ".join(text.casefold().split())
+
+
+Split = Dict[str, List[Tuple[str, str]]]
+
+
+def clean_split(pairs: Split) -> Tuple[Split, Split]:
+    """(train, test) by English sentence: no test reference or source occurs in any training pair.
+
+    Test pairs are taken from the end of each file, skipping pairs whose English reference
+    is also the reference of a pair in another training language (taking it would remove
+    that pair from training); training pairs are the first ``N_TRAIN`` of each training
+    language whose reference and source are not a test pair's.
+    """
+    langs_of_reference: Dict[str, set] = {}
+    for lang, lang_pairs in pairs.items():
+        for _, target in lang_pairs:
+            langs_of_reference.setdefault(_key(target), set()).add(lang)
+    test: Split = {}
+    for lang, lang_pairs in pairs.items():
+        others = set(TRAINED) - {lang}
+        eligible = [pair for pair in reversed(lang_pairs) if not langs_of_reference[_key(pair[1])] & others]
+        if len(eligible) < N_TEST:
+            sys.exit(f"✘ {lang}-eng.tsv: only {len(eligible)} pairs have an English side unseen in training, the benchmark needs {N_TEST}")
+        test[lang] = eligible[:N_TEST][::-1]
+    test_keys = {_key(text) for lang_pairs in test.values() for pair in lang_pairs for text in pair}
+    train: Split = {}
+    for lang in TRAINED:
+        if lang in pairs:
+            kept = [p for p in pairs[lang] if _key(p[0]) not in test_keys and _key(p[1]) not in test_keys]
+            train[lang] = kept[:N_TRAIN]
+    return train, test
+
+
+def split_overlap(train: Split, test: Split) -> int:
+    """Test pairs whose English reference or source sentence occurs in any training pair."""
+    seen = {_key(text) for lang_pairs in train.values() for pair in lang_pairs for text in pair}
+    return sum(_key(source) in seen or _key(target) in seen for lang_pairs in test.values() for source, target in lang_pairs)
+
+
+def write_split(split: Split, path: Path) -> None:
+    lines = ["lang\tsource\ttarget"] + [f"{lang}\t{s}\t{t}" for lang, lang_pairs in split.items() for s, t in lang_pairs]
+    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+
+
 def write_jsonl(records: List[dict], path: Path) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf8")
     return path
@@ -63,14 +123,14 @@ def write_jsonl(records: List[dict], path: Path) -> Path:
 # --------------------------------------------------------------------------- one system
 
 
-def train_system(system: str, encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int,
+def train_system(system: str, encoder: Path, train_pairs: Split, work: Path, *, epochs: int, lr: float, batch_size: int,
                  num_beams: int, freeze: bool) -> dict:
     from spacy.cli.train import train
 
     from spacy_mbert.convert import convert
 
     work.mkdir(parents=True, exist_ok=True)
-    train_records = [{"source": s, "target": t, "lang": ISO1[lang]} for lang in TRAINED for s, t in read_pairs(data, lang)[:N_TRAIN]]
+    train_records = [{"source": s, "target": t, "lang": ISO1[lang]} for lang, pairs in train_pairs.items() for s, t in pairs]
     convert("translation", write_jsonl(train_records, work / "train.jsonl"), work / "train.spacy")
     # spacy train logs one dev score at the end; a few training pairs keep that cheap (no selection).
     dev_records = [r for i, r in enumerate(train_records) if i % N_TRAIN < 3]
@@ -170,17 +230,31 @@ def main(
     speed_sentences: int = typer.Option(20, help="Test sentences per language for the generation timing (x14)."),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "tatoeba", help="Where models and per-system results go."),
+    check_split: bool = typer.Option(False, "--check-split", help="Only make the split: print its overlap count, exit non-zero unless 0."),
+    split_out: Path = typer.Option(None, help="With --check-split: write the pairs used to DIR/train.tsv and DIR/test.tsv."),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
 ):
     require_dir(data, "Tatoeba")
+    langs = [lang for lang in TRAINED + UNSEEN if (data / f"{lang}-eng.tsv").exists()]
+    train_pairs, tests = clean_split({lang: read_pairs(data, lang) for lang in langs})
+    overlap = split_overlap(train_pairs, tests)
+    if check_split:
+        if split_out is not None:
+            split_out.mkdir(parents=True, exist_ok=True)
+            write_split(train_pairs, split_out / "train.tsv")
+            write_split(tests, split_out / "test.tsv")
+        n_train, n_test = (sum(map(len, split.values())) for split in (train_pairs, tests))
+        print(f"{'✔' if overlap == 0 else '✘'} {n_train} training pairs ({len(train_pairs)} languages), {n_test} test pairs "
+              f"({len(tests)} languages); test pairs whose English reference or source occurs in training: {overlap}")
+        raise typer.Exit(0 if overlap == 0 else 1)
+    if overlap:
+        sys.exit(f"✘ the Tatoeba split leaks: {overlap} test pairs occur in training (run with --check-split)")
     pin_threads(threads)
     import spacy_mbert  # noqa: F401  (registers the Doc extensions)
 
-    langs = [lang for lang in TRAINED + UNSEEN if (data / f"{lang}-eng.tsv").exists()]
-    tests = {lang: read_pairs(data, lang)[-N_TEST:] for lang in langs}
     settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, num_beams=num_beams, freeze=freeze_embeddings)
     if one:
-        run = train_system(one, encoder, data, work / one, **settings)
+        run = train_system(one, encoder, train_pairs, work / one, **settings)
         run.update(evaluate_system(Path(run["model"]), tests, batch_size=16))
         (work / f"{one}.json").write_text(json.dumps(run, ensure_ascii=False, indent=1), encoding="utf8")
         print(json.dumps(run["scores"], indent=1), flush=True)
@@ -203,10 +277,10 @@ def main(
         print(f"=== generation timing: {len(sample)} sentences ===", flush=True)
         speed = time_generation(Path(results["w"]["model"]), sample, repeats=repeats, batch_size=16)
         print(json.dumps(speed, indent=1), flush=True)
-    write_report(results, speed, langs=langs, encoder=encoder, data=data, threads=threads, **settings)
+    write_report(results, speed, tests, langs=langs, encoder=encoder, data=data, threads=threads, **settings)
 
 
-def write_report(results, speed, *, langs, encoder, data, threads, epochs, lr, batch_size, num_beams, freeze) -> None:
+def write_report(results, speed, tests, *, langs, encoder, data, threads, epochs, lr, batch_size, num_beams, freeze) -> None:
     info = machine_info(threads)
     trained = [lang for lang in langs if lang in TRAINED]
     unseen = [lang for lang in langs if lang not in TRAINED]
@@ -228,7 +302,7 @@ def write_report(results, speed, *, langs, encoder, data, threads, epochs, lr, b
                f"{'--freeze-embeddings' if freeze else '--no-freeze-embeddings'} --systems {','.join(sorted(results))}")
     any_result = next(iter(results.values()))
     lines = [
-        f"# Tatoeba: many-to-English, trained on {', '.join(TRAINED)} ({N_TRAIN} pairs each), tested on the last {N_TEST} pairs of {len(langs)} languages",
+        f"# Tatoeba: many-to-English, trained on {', '.join(TRAINED)} ({N_TRAIN} pairs each), tested on {N_TEST} pairs of {len(langs)} languages, split by English sentence (no test reference or source in training)",
         "",
         f"Command: `{command}`",
         "",
@@ -255,7 +329,7 @@ def write_report(results, speed, *, langs, encoder, data, threads, epochs, lr, b
             "",
         ]
     slim = {s: {k: v for k, v in r.items() if k != "outputs"} for s, r in results.items()}
-    examples = {lang: list(zip([s for s, _ in read_pairs(data, lang)[-N_TEST:]][:3], results["w"]["outputs"][lang][:3])) for lang in langs} if "w" in results else {}
+    examples = {lang: list(zip([s for s, _ in tests[lang]][:3], results["w"]["outputs"][lang][:3])) for lang in langs} if "w" in results else {}
     write_results("tatoeba_translation", lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples})
 
 
