@@ -1,24 +1,37 @@
-"""SIB-200 zero-shot cross-lingual topic classification, three systems side by side.
+"""SIB-200 zero-shot cross-lingual topic classification, systems side by side, over seeds.
 
 Train on English (eng_Latn train, 701 sentences) only; evaluate on the test split
-(204 sentences) of all 12 languages. Same encoder, data, epochs and learning rate:
+(204 sentences) of all 12 languages. Same encoder, data, epochs and peak learning rate:
 
-  (a) spacy-mbert: configs/textcat.cfg — ClsPoolTextCat.v1 ([CLS] ⊕ mean pool → MLP),
-      AdamW-style decoupled weight decay, warmup + linear decay, batches of 32 docs;
+  (a) spacy-mbert: configs/textcat.cfg — ClsPoolTextCat.v1 ([CLS] ⊕ mean pool → MLP, HF-style
+      output init, gradient of the mean loss), warmup + linear decay, batches of 32 docs;
   (b) stock spaCy: spacy.TextCatReduce.v1 (mean) over spacy-transformers.TransformerListener.v1,
-      Adam at a constant rate, padded batches of 1000 words (spaCy's transformer defaults);
+      constant learning rate, padded batches of 1000 words, spaCy's default tokenizer and
+      strided_spans.v1 (spaCy's transformer defaults);
   (c) Hugging Face AutoModelForSequenceClassification with a plain PyTorch loop
-      (AdamW, 10% warmup + linear decay, batches of 32).
+      (AdamW, 10% warmup + linear decay, batches of 32, global-norm clipping 1.0).
 
-The final model of each run is scored (no checkpoint selection on dev), and
-inference is timed over all 2,448 test sentences.
+(a) and (b) both step with spaCy's Adam.v1 with *decoupled* weight decay 0.01 and grad_clip
+1.0 (spaCy's default_config.cfg sets L2_is_weight_decay = true; fill_config merges it in).
+Two ablations separate the head from the training settings, each differing from (a) in
+one half only:
 
-    python benchmarks/sib200_textcat.py --encoder encoders/e5-small --data ../shared/data/sib200
+  (d) this package's head (ClsPoolTextCat) with spaCy's training defaults (constant rate,
+      padded batches of 1000 words, epochs instead of steps);
+  (e) spaCy's head (TextCatReduce + listener) with this package's training settings, tokenizer
+      and span getter.
+
+Every system runs once per ``--seeds`` seed (mean ± sd reported). The final model of each
+run is scored (no checkpoint selection, dev is not used), and inference is timed over all
+2,448 test sentences.
+
+    python benchmarks/sib200_textcat.py --encoder encoders/e5-small --data ../shared/data/sib200 --seeds 0,1,2
 """
 
 import json
 import math
 import random
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -150,8 +163,53 @@ def predict_spacy(model_dir: Path, texts: List[str], batch_size: int) -> Tuple[L
     return [max(labels, key=lambda label: doc.cats[label]) for doc in docs], clock["seconds"]
 
 
+# The two halves of a spaCy textcat config that the ablation swaps: the head, and the
+# training settings (learning-rate schedule and batcher; both sides use spaCy's Adam.v1
+# with decoupled weight decay 0.01 and grad_clip 1.0).
+STOCK_HEAD = {
+    "@architectures": "spacy.TextCatReduce.v1", "exclusive_classes": True, "use_reduce_first": False,
+    "use_reduce_last": False, "use_reduce_max": False, "use_reduce_mean": True, "nO": None,
+    "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0, "upstream": "*",
+                "pooling": {"@layers": "reduce_mean.v1"}},
+}
+STOCK_BATCHER = {"@batchers": "spacy.batch_by_padded.v1", "discard_oversize": True, "size": 1000, "buffer": 256, "get_length": None}
+
+
+def spacy_config(system: str, work: Path, *, steps: int, epochs: int, lr: float) -> Tuple[Path, Dict[str, object]]:
+    """The config file and overrides of a spaCy system: (a), (b) or an ablation (d), (e)."""
+    from spacy.cli.init_config import fill_config
+    from thinc.api import Config
+
+    if system == "b":
+        base = work / "stock-base.cfg"
+        base.write_text(STOCK_CONFIG, encoding="utf8")
+        config_path = work / "stock.cfg"
+        fill_config(config_path, base, silent=True)  # spaCy's defaults for everything not set
+        return config_path, {"training.max_epochs": epochs, "training.optimizer.learn_rate": lr}
+    config = Config().from_disk(ROOT / "configs" / "textcat.cfg", interpolate=False)
+    package_training = system in ("a", "e")
+    if system == "e":  # stock head, package training
+        config["components"]["textcat"]["model"] = dict(STOCK_HEAD)
+    if not package_training:  # (d): package head, spaCy's training defaults
+        config["training"]["optimizer"]["learn_rate"] = lr  # constant
+        config["training"]["batcher"] = dict(STOCK_BATCHER)
+        config["training"]["max_steps"] = 0
+        config["training"]["max_epochs"] = epochs
+        config["training"]["patience"] = 0
+        config["training"]["eval_frequency"] = 100000
+    config_path = work / f"{system}.cfg"
+    config.to_disk(config_path)
+    if not package_training:
+        return config_path, {}
+    return config_path, {
+        "training.max_steps": steps, "training.max_epochs": 0, "training.eval_frequency": steps,
+        "training.patience": 0, "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
+        "training.optimizer.learn_rate.initial_rate": lr,
+    }
+
+
 def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epochs: int, lr: float,
-                     batch_size: int, labels: List[str], test_texts: List[str]) -> dict:
+                     batch_size: int, labels: List[str], test_texts: List[str], seed: int) -> dict:
     import spacy
 
     from spacy_mbert.tokenizer import MultilingualTokenizer
@@ -161,35 +219,19 @@ def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epoc
     train_path, dev_path = work / "train.spacy", work / "dev.spacy"
     write_docbin(load_split(data, "eng_Latn", "train"), "eng_Latn", labels, train_path, nlp)
     write_docbin(load_split(data, "eng_Latn", "dev"), "eng_Latn", labels, dev_path, nlp)
-    n_train = len(load_split(data, "eng_Latn", "train"))
-    if system == "a":
-        steps = epochs * math.ceil(n_train / batch_size)
-        config = ROOT / "configs" / "textcat.cfg"
-        overrides = {
-            "paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder),
-            "training.max_steps": steps, "training.max_epochs": 0, "training.eval_frequency": steps,
-            "training.patience": 0, "training.batcher.size": batch_size,
-            "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
-            "training.optimizer.learn_rate.initial_rate": lr,
-        }
-    else:
-        from spacy.cli.init_config import fill_config
-
-        base = work / "stock-base.cfg"
-        base.write_text(STOCK_CONFIG, encoding="utf8")
-        config = work / "stock.cfg"
-        fill_config(config, base, silent=True)  # spaCy's defaults for everything not set
-        overrides = {
-            "paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder),
-            "training.max_epochs": epochs, "training.optimizer.learn_rate": lr,
-        }
+    steps = epochs * math.ceil(len(load_split(data, "eng_Latn", "train")) / batch_size)
+    config, overrides = spacy_config(system, work, steps=steps, epochs=epochs, lr=lr)
+    overrides.update({"paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder),
+                      "system.seed": seed})
+    if system in ("a", "e"):
+        overrides["training.batcher.size"] = batch_size
     seconds = train_spacy(config, overrides, work / "out")
     predictions, infer_seconds = predict_spacy(work / "out" / "model-last", test_texts, batch_size=64)
     return {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
 
 
 def run_hf_system(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int,
-                  labels: List[str], test_texts: List[str], seed: int = 0) -> dict:
+                  labels: List[str], test_texts: List[str], seed: int) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -243,19 +285,37 @@ def predict_hf(model, tokenizer, texts: List[str], labels: List[str], batch_size
 
 
 SYSTEM_NAMES = {
-    "a": "(a) spacy-mbert ClsPoolTextCat",
-    "b": "(b) stock spaCy TextCatReduce + listener",
+    "a": "(a) spacy-mbert: ClsPoolTextCat, package training",
+    "b": "(b) stock spaCy: TextCatReduce + listener, spaCy's training defaults",
     "c": "(c) HF AutoModelForSequenceClassification",
+    "d": "(d) ablation: ClsPoolTextCat, spaCy's training defaults",
+    "e": "(e) ablation: TextCatReduce + listener, package training",
 }
+
+
+def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) -> dict:
+    per_lang = {}
+    for lang in LANGS:
+        pairs = [(p, g) for p, (l, g) in zip(run["predictions"], gold) if l == lang]
+        per_lang[lang] = sum(p == g for p, g in pairs) / len(pairs)
+    return {
+        "accuracy": per_lang,
+        "average": sum(per_lang.values()) / len(per_lang),
+        "train_seconds": run["train_seconds"],
+        "infer_seconds": run["infer_seconds"],
+        "words_per_second": words / run["infer_seconds"],
+        "chars_per_second": chars / run["infer_seconds"],
+    }
 
 
 def main(
     encoder: Path = typer.Option(ROOT / "encoders" / "e5-small", help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small)."),
     data: Path = typer.Option(DEFAULT_SHARED_DATA / "sib200", help="SIB-200 folder (LANG/train.jsonl, test.jsonl, labels.json)."),
-    systems: str = typer.Option("a,b,c", help="Comma-separated systems to run."),
+    systems: str = typer.Option("a,b,c", help="Comma-separated systems to run: a, b, c, and the ablations d (this head, spaCy's training defaults), e (spaCy's head, this package's training)."),
+    seeds: str = typer.Option("0", help="Comma-separated seeds; every system runs once per seed (mean ± sd reported)."),
     epochs: int = typer.Option(6, help="Training epochs for every system."),
     lr: float = typer.Option(5e-5, help="Peak learning rate for every system."),
-    batch_size: int = typer.Option(32, help="Batch size (docs) for (a) and (c); (b) uses padded batches of 1000 words."),
+    batch_size: int = typer.Option(32, help="Batch size (docs) for (a), (c) and (e); (b) and (d) use padded batches of 1000 words."),
     threads: int = typer.Option(2, help="Torch threads for every system."),
     name: str = typer.Option("sib200_textcat", help="Results file stem under benchmarks/results/."),
     merge: List[Path] = typer.Option([], help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes."),
@@ -270,56 +330,62 @@ def main(
     gold = [(lang, r["label"]) for lang in LANGS for r in test[lang]]
     words = sum(len(text.split()) for text in test_texts)
     chars = sum(len(text) for text in test_texts)
-    results = {}
+    results: Dict[str, Dict[str, dict]] = {}  # system -> seed -> scores
     for path in merge:
-        results.update(json.loads(path.read_text(encoding="utf8"))["results"])
-    for system in [s for s in systems.split(",") if s]:
-        print(f"=== {SYSTEM_NAMES[system]} ===", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            if system == "c":
-                run = run_hf_system(encoder, data, epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts)
-            else:
-                run = run_spacy_system(system, encoder, data, Path(tmp), epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts)
-        per_lang = {}
-        for lang in LANGS:
-            pairs = [(p, g) for p, (l, g) in zip(run["predictions"], gold) if l == lang]
-            per_lang[lang] = sum(p == g for p, g in pairs) / len(pairs)
-        results[system] = {
-            "accuracy": per_lang,
-            "average": sum(per_lang.values()) / len(per_lang),
-            "train_seconds": run["train_seconds"],
-            "infer_seconds": run["infer_seconds"],
-            "words_per_second": words / run["infer_seconds"],
-            "chars_per_second": chars / run["infer_seconds"],
-        }
-        print(json.dumps({k: v for k, v in results[system].items()}, indent=1), flush=True)
+        for system, runs in json.loads(path.read_text(encoding="utf8"))["results"].items():
+            results.setdefault(system, {}).update(runs)
+    for seed in [int(s) for s in seeds.split(",") if s]:
+        for system in [s for s in systems.split(",") if s]:
+            print(f"=== {SYSTEM_NAMES[system]}, seed {seed} ===", flush=True)
+            settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts, seed=seed)
+            with tempfile.TemporaryDirectory() as tmp:
+                if system == "c":
+                    run = run_hf_system(encoder, data, **settings)
+                else:
+                    run = run_spacy_system(system, encoder, data, Path(tmp), **settings)
+            results.setdefault(system, {})[str(seed)] = score_run(run, gold, words, chars)
+            print(json.dumps(results[system][str(seed)], indent=1), flush=True)
     write_report(name, results, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size, threads=threads, words=words, chars=chars, n_texts=len(test_texts))
+
+
+def _mean_sd(values: List[float]) -> str:
+    mean = statistics.mean(values)
+    return f"{mean:.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
 def write_report(name: str, results: dict, *, encoder, data, epochs, lr, batch_size, threads, words, chars, n_texts) -> None:
     info = machine_info(threads)
-    header = ["system"] + [lang.split("_")[0] for lang in LANGS] + ["avg", "train", "infer words/s", "infer chars/s"]
+    header = ["system", "seeds"] + [lang.split("_")[0] for lang in LANGS] + ["avg", "train", "infer words/s", "infer chars/s"]
     rows = []
-    for system, result in sorted(results.items()):
+    for system, runs in sorted(results.items()):
+        scores = list(runs.values())
         rows.append(
-            [SYSTEM_NAMES[system]]
-            + [f"{100 * result['accuracy'][lang]:.1f}" for lang in LANGS]
-            + [f"**{100 * result['average']:.1f}**", minutes(result["train_seconds"]),
-               f"{result['words_per_second']:.0f}", f"{result['chars_per_second']:.0f}"]
+            [SYSTEM_NAMES[system], ",".join(sorted(runs, key=int))]
+            + [_mean_sd([100 * r["accuracy"][lang] for r in scores]) for lang in LANGS]
+            + [f"**{_mean_sd([100 * r['average'] for r in scores])}**",
+               minutes(statistics.median(r["train_seconds"] for r in scores)),
+               f"{statistics.median(r['words_per_second'] for r in scores):.0f}",
+               f"{statistics.median(r['chars_per_second'] for r in scores):.0f}"]
         )
+    all_seeds = sorted({seed for runs in results.values() for seed in runs}, key=int)
     command = (
         f"python benchmarks/sib200_textcat.py --encoder {encoder} --data {data} --epochs {epochs} "
-        f"--lr {lr} --batch-size {batch_size} --threads {threads} --systems {','.join(sorted(results))}"
+        f"--lr {lr} --batch-size {batch_size} --threads {threads} --systems {','.join(sorted(results))} "
+        f"--seeds {','.join(all_seeds)}"
     )
     report = "\n".join([
-        f"# SIB-200: train on English, test on 12 languages (accuracy %)",
+        "# SIB-200: train on English, test on 12 languages (accuracy %)",
         "",
         f"Command: `{command}`",
         "",
         markdown_table(header, rows),
         "",
+        "Accuracy is the mean ± sample standard deviation over the seeds listed (the seed sets the head's "
+        "initialisation, dropout and data order); train time and throughput are medians over the seeds. "
+        "The final model of each run is scored: no checkpoint selection, and no test data is used in training.",
+        "",
         f"Inference: all {n_texts} test sentences ({words} whitespace words, {chars} characters), batch 64; "
-        "(c) is the raw forward pass over length-sorted batches (the floor).",
+        "(c) is the raw forward pass over length-sorted batches.",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         "",
