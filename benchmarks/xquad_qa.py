@@ -10,7 +10,10 @@ stride 128), n-best 20 and longest answer 30:
       post-processing (``prepare_train_features``, ``postprocess_qa_predictions``) in a
       plain PyTorch loop (AdamW), dynamic padding.
 
-Both systems score with the same function (SQuAD v1.1 EM/F1, max over the gold answers,
+(a) is also scored with ``align_to_words = false`` (answers not grown to whole words), the
+post-processing rule of run_qa, so that one row is like for like with (b). A step of (a) is
+``--batch-size`` questions, a step of (b) ``--batch-size`` windows (run_qa's unit); the table
+gives both step counts. Both systems score with the same function (SQuAD v1.1 EM/F1, max over the gold answers,
 MLQA normalization per language, character tokens for zh and th). The final model of each
 run is scored (no checkpoint selection). Each system trains in its own process with the
 same thread count, side by side; then one process times inference on the same questions,
@@ -40,7 +43,8 @@ from common import (
 LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"]
 N_TRAIN_ARTICLES = 36
 SYSTEM_NAMES = {
-    "a": "(a) spacy-mbert mbert_qa (spacy train)",
+    "a": "(a) spacy-mbert mbert_qa (spacy train), answers grown to whole words (shipped default)",
+    "a-unaligned": "(a) the same model, align_to_words = false (run_qa's post-processing rule)",
     "b": "(b) HF AutoModelForQuestionAnswering, run_qa",
 }
 
@@ -105,12 +109,20 @@ def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, 
     with stopwatch() as clock:
         train(ROOT / "configs" / "qa.cfg", work / "out", use_gpu=-1, overrides=overrides)
     nlp = spacy.load(work / "out" / "model-last")
-    predictions = {}
     with stopwatch() as infer:
-        for lang, questions in tests.items():
-            predictions[lang] = {q["id"]: answer_text(doc._.answers) for q, doc in zip(questions, nlp.pipe(make_docs(nlp, questions)))}
+        predictions = predict_spacy(nlp, tests)
+    # The same model with run_qa's post-processing rule: answers are not grown to whole words.
+    nlp.get_pipe("mbert_qa").cfg["align_to_words"] = False
+    with stopwatch() as infer_unaligned:
+        unaligned = predict_spacy(nlp, tests)
     return {"train_seconds": clock["seconds"], "infer_seconds": infer["seconds"], "predictions": predictions,
-            "model": str(work / "out" / "model-last")}
+            "unaligned": {"infer_seconds": infer_unaligned["seconds"], "predictions": unaligned},
+            "steps": steps, "examples_per_step": f"{batch_size} questions", "model": str(work / "out" / "model-last")}
+
+
+def predict_spacy(nlp, tests) -> Dict[str, Dict[str, str]]:
+    return {lang: {q["id"]: answer_text(doc._.answers) for q, doc in zip(questions, nlp.pipe(make_docs(nlp, questions)))}
+            for lang, questions in tests.items()}
 
 
 def make_docs(nlp, questions: List[dict]):
@@ -250,7 +262,7 @@ def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int
     with stopwatch() as infer:
         predictions = {lang: predict_hf(model, tokenizer, qs, max_length=max_length, stride=stride, batch_size=16) for lang, qs in tests.items()}
     return {"train_seconds": clock["seconds"], "infer_seconds": infer["seconds"], "predictions": predictions,
-            "train_features": len(features)}
+            "train_features": len(features), "steps": steps, "examples_per_step": f"{batch_size} windows"}
 
 
 def clock_now(start: float) -> float:
@@ -346,21 +358,33 @@ def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, b
         run = run_hf(encoder, data, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests,
                      max_length=384, stride=128)
     run["scores"] = score(run["predictions"], tests)
+    if "unaligned" in run:
+        run["unaligned"]["scores"] = score(run["unaligned"]["predictions"], tests)
     (work / f"{system}.json").write_text(json.dumps(run, ensure_ascii=False, indent=1), encoding="utf8")
     print(json.dumps(run["scores"], indent=1), flush=True)
+
+
+def report_rows(results: dict):
+    """(a), then (a) scored without growing answers to whole words (like for like with run_qa), then (b)."""
+    for system, result in sorted(results.items()):
+        yield system, result
+        if "unaligned" in result:
+            yield f"{system}-unaligned", {**result["unaligned"], "steps": result["steps"], "examples_per_step": result["examples_per_step"]}
 
 
 def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note="") -> None:
     info = machine_info(threads)
     n_test = sum(len(qs) for qs in tests.values())
-    header = ["system", "metric"] + LANGS + ["avg", "train", "eval questions/s"]
+    header = ["system", "metric"] + LANGS + ["avg", "steps", "train", "eval questions/s"]
     rows = []
-    for system, result in sorted(results.items()):
+    for system, result in report_rows(results):
         for metric in ("f1", "exact"):
             values = [100 * result["scores"][lang][metric] for lang in LANGS]
-            rows.append([SYSTEM_NAMES[system] if metric == "f1" else "", "F1" if metric == "f1" else "EM"]
+            first = metric == "f1"
+            rows.append([SYSTEM_NAMES[system] if first else "", "F1" if first else "EM"]
                         + [f"{v:.1f}" for v in values] + [f"**{sum(values) / len(values):.1f}**"]
-                        + ([minutes(result["train_seconds"]), f"{n_test / result['infer_seconds']:.2f}"] if metric == "f1" else ["", ""]))
+                        + ([f"{result['steps']} × {result['examples_per_step']}", minutes(result["train_seconds"]) if "train_seconds" in result else "(same model)",
+                            f"{n_test / result['infer_seconds']:.2f}"] if first else ["", "", ""]))
     command = (f"python benchmarks/xquad_qa.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
                f"--batch-size {batch_size} --micro-batch {micro_batch} --threads {threads} --systems {','.join(sorted(results))}")
     lines = [
@@ -374,7 +398,11 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
         f"questions. Training: {epochs} epochs, peak learning rate {lr}, 10% warmup then linear decay, AdamW "
         f"(weight decay 0.01, clip 1.0), batch {batch_size}, windows of 384 wordpieces with stride 128. "
         "Each system trained in its own process, the two side by side; eval questions/s is the scoring pass "
-        "of that process (a: nlp.pipe; b: run_qa's batched feature forward and post-processing).",
+        "of that process (a: nlp.pipe; b: run_qa's batched feature forward and post-processing). "
+        "A step of (a) is a batch of questions (all their windows); a step of (b) is a batch of windows, as in "
+        "run_qa: the steps column gives both counts. align_to_words (on in the shipped config) grows an answer "
+        "that cuts a word to the whole word; run_qa's post-processing does not, so the align_to_words = false "
+        "row is the like-for-like comparison with (b).",
         "",
     ]
     if note:
@@ -393,6 +421,9 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
             "",
         ]
     slim = {system: {k: v for k, v in result.items() if k != "predictions"} for system, result in results.items()}
+    for result in slim.values():
+        if "unaligned" in result:
+            result["unaligned"] = {k: v for k, v in result["unaligned"].items() if k != "predictions"}
     write_results("xquad_qa", lines, info, {"command": command, "results": slim, "speed": speed})
 
 
