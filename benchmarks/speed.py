@@ -5,20 +5,28 @@ One process run, identical inputs, thread count pinned, median over ``--repeats`
 
   textcat      characters/s and texts/s: spacy-mbert pipeline (``nlp.pipe``, configs/textcat.cfg),
                the HF ``text-classification`` pipeline (batched), and the raw
-               ``AutoModelForSequenceClassification`` forward over length-sorted batches (floor).
+               ``AutoModelForSequenceClassification`` forward over length-sorted batches: the
+               floor, timed from the raw texts (HF tokenizer call, windowing, sorting, padding
+               and forward all inside the timed region, as the pipelines do them), and beside
+               it the same forward on windows tokenized beforehand (no tokenization).
                Two input sets: SIB-200 test sentences of 12 languages, and long documents
                (~5,000 words each, SIB-200 sentences joined), where the floor covers every
                wordpiece in consecutive 512-piece windows and the HF pipeline truncates
                (it reads only the first 512 pieces: faster, but most of the text is lost).
   qa           questions/s: ``mbert_qa`` (``nlp.pipe``) vs the HF ``question-answering``
-               pipeline vs the raw forward over the same windows (384 pieces, stride 128).
+               pipeline vs the raw forward over the same windows (384 pieces, stride 128),
+               again with the tokenizer call inside (floor) and pre-tokenized.
   translation  sentences/s: ``mbert_translator`` (``nlp.pipe``) vs a plain HF loop
                (tokenize, ``generate``, ``batch_decode``) on the same model and settings.
-  train        examples/s of text-classification training: ``nlp.update`` steps as
-               ``spacy train`` runs them (configs/textcat.cfg) vs a plain PyTorch loop
-               (AdamW) over ``AutoModelForSequenceClassification``, batches of 32.
-  load         ``spacy.load`` time and peak resident memory (at load, and after inference)
-               vs ``AutoModelForSequenceClassification.from_pretrained``, each in a fresh process.
+  train        examples/s of text-classification training from text: ``nlp.make_doc`` +
+               ``Example.from_dict`` + ``nlp.update`` steps as ``spacy train`` runs them
+               (configs/textcat.cfg) vs a plain PyTorch loop (tokenizer call + AdamW) over
+               ``AutoModelForSequenceClassification``, batches of 32.
+  load         ``spacy.load`` vs ``AutoModelForSequenceClassification.from_pretrained`` (+ the
+               tokenizer), each in a fresh process: load time, then peak RSS, RSS, PSS and USS
+               (``/proc/self/smaps_rollup``) after the load and again after the first forward
+               pass on the same 64 sentences (memory-mapped weight pages are resident only once
+               touched); all as increases over the process after its imports.
 
 Encoders: the offline e5-small (``encoders/e5-small``) and ``mbert-shape``: a random-initialized
 BERT with M-BERT-base's exact shape (12 layers, hidden 768, 12 heads, vocabulary 119,547),
@@ -141,14 +149,19 @@ def build_pipeline(config_name: str, encoder: Path, examples_fn: Callable, out: 
     return spacy.load(out)
 
 
-def textcat_examples(data: Path, n: int = 32):
+def textcat_example(nlp, record: dict, labels: List[str]):
+    """One training Example from a SIB-200 record, built from its text as ``spacy train``'s corpus reader does."""
     from spacy.training import Example
 
+    return Example.from_dict(nlp.make_doc(record["text"]), {"cats": {l: float(l == record["label"]) for l in labels}})
+
+
+def textcat_examples(data: Path, n: int = 32):
     labels = json.loads((data / "sib200" / "labels.json").read_text(encoding="utf8"))["labels"]
     records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")[:n]
 
     def make(nlp):
-        return [Example.from_dict(nlp.make_doc(r["text"]), {"cats": {l: float(l == r["label"]) for l in labels}}) for r in records]
+        return [textcat_example(nlp, r, labels) for r in records]
 
     return make, labels, records
 
@@ -208,29 +221,41 @@ def alternate(systems: Dict[str, Callable[[], object]], repeats: int) -> Dict[st
     return times
 
 
-def raw_textcat_floor(model, tokenizer, texts: List[str], *, batch_size: int = 64, long: bool = False) -> Callable[[], None]:
-    """The raw forward over the same wordpieces: length-sorted batches, every piece of long texts in 512-piece windows."""
-    import torch
+# The floor does the pipelines' work from the raw texts (tokenizer call, windowing, padding, forward);
+# the ratios of each group are computed against it. The pre-tokenized row shows the tokenizer's share.
+FLOOR = "raw forward + tokenization (floor)"
+PRETOKENIZED = "raw forward, pre-tokenized (no tokenization)"
 
+
+def textcat_windows(tokenizer, texts: List[str], long: bool) -> List[List[int]]:
+    """[CLS] pieces [SEP] windows, shortest first: every piece of long texts in consecutive 510-piece windows."""
     room = 510
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     windows = []
-    for piece_ids in ids:
+    for piece_ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         chunks = [piece_ids[i : i + room] for i in range(0, max(1, len(piece_ids)), room)] if long else [piece_ids[:room]]
         windows += [[tokenizer.cls_token_id] + chunk + [tokenizer.sep_token_id] for chunk in chunks]
-    windows.sort(key=len)
+    return sorted(windows, key=len)
+
+
+def forward_windows(model, windows: List[List[int]], batch_size: int, pad: int) -> None:
+    """The raw forward over length-sorted ``windows``, padded per batch; argmax of the first output (the prediction)."""
+    import torch
+
+    with torch.inference_mode():
+        for begin in range(0, len(windows), batch_size):
+            batch = windows[begin : begin + batch_size]
+            width = len(batch[-1])
+            input_ids = torch.tensor([w + [pad] * (width - len(w)) for w in batch], device=model.device)
+            mask = torch.tensor([[1] * len(w) + [0] * (width - len(w)) for w in batch], device=model.device)
+            model(input_ids=input_ids, attention_mask=mask)[0].argmax(-1)
+
+
+def raw_floors(model, tokenizer, tokenize: Callable[[], List[List[int]]], batch_size: int) -> Dict[str, Callable[[], None]]:
+    """The pre-tokenized row (windows made once, outside the timing) and the floor (``tokenize`` inside it)."""
     pad = tokenizer.pad_token_id or 0
-
-    def run():
-        with torch.inference_mode():
-            for begin in range(0, len(windows), batch_size):
-                batch = windows[begin : begin + batch_size]
-                width = len(batch[-1])
-                input_ids = torch.tensor([w + [pad] * (width - len(w)) for w in batch])
-                mask = torch.tensor([[1] * len(w) + [0] * (width - len(w)) for w in batch])
-                model(input_ids=input_ids, attention_mask=mask).logits.argmax(-1)
-
-    return run
+    windows = tokenize()
+    return {PRETOKENIZED: lambda: forward_windows(model, windows, batch_size, pad),
+            FLOOR: lambda: forward_windows(model, tokenize(), batch_size, pad)}
 
 
 def measure_textcat(nlp, model, tokenizer, texts: List[str], *, long: bool, repeats: int, device: int) -> Dict[str, List[float]]:
@@ -240,12 +265,18 @@ def measure_textcat(nlp, model, tokenizer, texts: List[str], *, long: bool, repe
     return alternate({
         "spacy-mbert": lambda: list(nlp.pipe(texts, batch_size=64)),
         "HF pipeline": lambda: hf(texts, batch_size=64, truncation=True, max_length=512),
-        "raw forward (floor)": raw_textcat_floor(model, tokenizer, texts, long=long),
+        **raw_floors(model, tokenizer, lambda: textcat_windows(tokenizer, texts, long), 64),
     }, repeats)
 
 
+def qa_windows(tokenizer, questions: List[dict]) -> List[List[int]]:
+    """Question + context windows of 384 pieces, stride 128 (as both pipelines make them), shortest first."""
+    features = tokenizer([q["question"].lstrip() for q in questions], [q["context"] for q in questions], truncation="only_second",
+                         max_length=384, stride=128, return_overflowing_tokens=True)
+    return sorted(features["input_ids"], key=len)
+
+
 def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict[str, List[float]]:
-    import torch
     from transformers import pipeline
 
     from spacy_mbert.qa.model import get_tokenizer, get_transformer
@@ -253,9 +284,6 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
     qa = nlp.get_pipe("mbert_qa")
     model, tokenizer = get_transformer(qa.model), get_tokenizer(qa.model)
     hf = pipeline("question-answering", model=model, tokenizer=tokenizer, device=device)
-    features = tokenizer([q["question"].lstrip() for q in questions], [q["context"] for q in questions], truncation="only_second",
-                         max_length=384, stride=128, return_overflowing_tokens=True)
-    windows = sorted(features["input_ids"], key=len)
 
     def ours():
         docs = []
@@ -265,20 +293,11 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
             docs.append(doc)
         list(nlp.pipe(docs, batch_size=16))
 
-    def floor():
-        pad = tokenizer.pad_token_id or 0
-        with torch.inference_mode():
-            for begin in range(0, len(windows), 16):
-                batch = windows[begin : begin + 16]
-                width = len(batch[-1])
-                model(input_ids=torch.tensor([w + [pad] * (width - len(w)) for w in batch]),
-                      attention_mask=torch.tensor([[1] * len(w) + [0] * (width - len(w)) for w in batch]))
-
     return alternate({
         "spacy-mbert": ours,
         "HF pipeline": lambda: hf(question=[q["question"] for q in questions], context=[q["context"] for q in questions],
                                   batch_size=16, max_seq_len=384, doc_stride=128, max_answer_len=30),
-        "raw forward (floor)": floor,
+        **raw_floors(model, tokenizer, lambda: qa_windows(tokenizer, questions), 16),
     }, repeats)
 
 
@@ -302,40 +321,46 @@ def measure_translation(nlp, sources: List[str], *, repeats: int) -> Dict[str, L
     return alternate({"spacy-mbert": lambda: list(nlp.pipe(sources, batch_size=16)), "plain HF generate": plain}, repeats)
 
 
+TRAIN_SPACY = "spacy-mbert (make_doc + Example.from_dict + nlp.update)"
+TRAIN_TORCH = "plain PyTorch loop (tokenizer call + forward/backward + AdamW)"
+
+
 def measure_training(nlp, model, tokenizer, records: List[dict], labels: List[str], *, steps: int, repeats: int) -> Dict[str, List[float]]:
-    """Seconds for ``steps`` updates of 32 examples: nlp.update (as spacy train) vs a plain PyTorch loop."""
+    """Seconds for ``steps`` updates of 32 examples from text: nlp.update (as spacy train) vs a plain PyTorch loop.
+
+    Both sides start from the same records' text inside the timed region: spaCy builds its
+    Examples (tokenizing with ``nlp.make_doc``), the torch loop calls the HF tokenizer.
+    """
     import torch
-    from spacy.training import Example
     from spacy.util import load_config, registry
 
     batches = [records[(i * 32) % len(records):][:32] for i in range(steps)]
     # The optimizer of configs/textcat.cfg, as spacy train builds it.
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    example_batches = [[Example.from_dict(nlp.make_doc(r["text"]), {"cats": {l: float(l == r["label"]) for l in labels}}) for r in b] for b in batches]
     label_ids = {l: i for i, l in enumerate(labels)}
     torch_opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
 
     def spacy_steps():
-        for batch in example_batches:
-            nlp.update(batch, sgd=sgd, drop=0.1)
+        for batch in batches:
+            nlp.update([textcat_example(nlp, r, labels) for r in batch], sgd=sgd, drop=0.1)
 
     def torch_steps():
         model.train()
         for batch in batches:
-            inputs = tokenizer([r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt")
-            loss = model(**inputs, labels=torch.tensor([label_ids[r["label"]] for r in batch])).loss
+            inputs = tokenizer([r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt").to(model.device)
+            loss = model(**inputs, labels=torch.tensor([label_ids[r["label"]] for r in batch], device=model.device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             torch_opt.step()
             torch_opt.zero_grad()
         model.eval()
 
-    return alternate({"spacy-mbert (nlp.update)": spacy_steps, "plain PyTorch loop": torch_steps}, repeats)
+    return alternate({TRAIN_SPACY: spacy_steps, TRAIN_TORCH: torch_steps}, repeats)
 
 
 LOAD_SCRIPT = r"""
-import json, resource, sys, threading, time
+import gc, json, sys, time
 kind, path, texts_file, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 import torch
 torch.set_num_threads(threads)
@@ -344,17 +369,27 @@ import spacy, spacy_mbert, transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 import transformers.models.bert.modeling_bert
 spacy.blank("xx")
-def rss():  # current resident set, MB
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 1e6
-class Sampler(threading.Thread):  # the highest resident set while the load runs
-    def __init__(self):
-        super().__init__(daemon=True); self.peak = rss(); self.running = True
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, rss()); time.sleep(0.002)
+def memory():  # MB: resident (RSS), proportional (PSS), unique (USS: private clean + dirty), kernel peak RSS (VmHWM)
+    kb = {}
+    for line in open("/proc/self/smaps_rollup"):
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            kb[parts[0].rstrip(":")] = int(parts[1])
+    kb["VmHWM"] = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    mb = lambda k: k * 1024 / 1e6
+    return {"peak_rss": mb(kb["VmHWM"]), "rss": mb(kb["Rss"]), "pss": mb(kb["Pss"]), "uss": mb(kb["Private_Clean"] + kb["Private_Dirty"])}
+def reset_peak():  # restart the kernel's peak-RSS count at the current RSS, so the peak is the load's own
+    try:
+        open("/proc/self/clear_refs", "w").write("5")
+        return True
+    except OSError:
+        return False  # then the peak is the process's lifetime peak: an upper bound
 texts = json.load(open(texts_file))
-before = rss()
-sampler = Sampler(); sampler.start()
+gc.collect()
+peak_reset = reset_peak()
+before = memory()
+def grown(now):  # increase over the process after its imports; the peak against the RSS it was reset to
+    return {k: v - before["rss" if k == "peak_rss" else k] for k, v in now.items()}
 start = time.perf_counter()
 if kind == "spacy":
     nlp = spacy.load(path)
@@ -366,15 +401,13 @@ else:
         with torch.inference_mode():
             for i in range(0, len(texts), 64):
                 model(**tokenizer(texts[i:i+64], padding=True, truncation=True, max_length=512, return_tensors="pt"))
-seconds = time.perf_counter() - start
-sampler.running = False; sampler.join()
-load_peak = max(sampler.peak, rss()) - before
-after_load = rss() - before
-sampler = Sampler(); sampler.start()
-run()
-sampler.running = False; sampler.join()
-print(json.dumps({"load_seconds": seconds, "load_peak_mb": load_peak, "after_load_mb": after_load,
-                  "infer_peak_mb": max(sampler.peak, rss()) - before}))
+load_seconds = time.perf_counter() - start
+at_load = grown(memory())
+start = time.perf_counter()
+run()  # the first forward: it touches the memory-mapped weight pages
+forward_seconds = time.perf_counter() - start
+print(json.dumps({"load_seconds": load_seconds, "first_forward_seconds": forward_seconds, "peak_reset": peak_reset,
+                  "baseline_mb": before, "load_mb": at_load, "first_forward_mb": grown(memory())}))
 """
 
 
@@ -455,7 +488,8 @@ def main(
                             "times": measure_training(nlp, model, tokenizer, train_records, labels, steps=train_steps, repeats=repeats)}
         if "load" in wanted:
             print(f"=== {label}: load ===", flush=True)
-            res["load"] = measure_load(cache / f"{label}-textcat", path, sentences[:64], repeats=repeats, threads=threads)
+            res["load"] = {"texts": len(sentences[:64]),
+                           "systems": measure_load(cache / f"{label}-textcat", path, sentences[:64], repeats=repeats, threads=threads)}
         del nlp, model
         if "qa" in wanted:
             print(f"=== {label}: qa ===", flush=True)
@@ -483,34 +517,86 @@ def _median(values: List[float]) -> float:
     return statistics.median(values)
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b > 0 else "n/a"
+
+
+THROUGHPUT = (("textcat", "texts/s", "texts"), ("long", "texts/s", "texts"), ("qa", "questions/s", "questions"),
+              ("translation", "sentences/s", "sentences"), ("train", "examples/s", "examples"))
+# (key in a load run, what the row measures, its seconds key, what those seconds are)
+MEMORY_STAGES = (("load_mb", "load only", "load_seconds", "load"),
+                 ("first_forward_mb", "load + first forward on {n} sentences", "first_forward_seconds", "first forward"))
+MEMORY_FIGURES = (("peak_rss", "peak RSS"), ("rss", "RSS"), ("pss", "PSS"), ("uss", "USS"))
+
+
+def baseline(systems: List[str]) -> str:
+    """The system a group's chart bars are relative to: the tokenizing floor, else the last (the plain HF loop)."""
+    return FLOOR if FLOOR in systems else systems[-1]
+
+
+def throughput_rows(label: str, res: dict):
+    """Every system of every task, favourable or not: table rows, chart bars and summary lines."""
+    rows, chart, summary = [], [], []
+    for task, unit, count_key in THROUGHPUT:
+        if task not in res:
+            continue
+        times = {system: _median(t) for system, t in res[task]["times"].items()}
+        systems = list(times)
+        for system, seconds in times.items():
+            chars = f"{res[task]['chars'] / seconds:,.0f}" if "chars" in res[task] else ""
+            ratios = ", ".join(f"{times[other] / seconds:.2f}x {other}" for other in systems if other != system)
+            rows.append([label, TASK_NAMES[task], system, f"{res[task][count_key] / seconds:.2f} {unit}", chars, f"{seconds:.2f}", ratios])
+            chart.append((f"{label}\n{TASK_NAMES[task]}", system, times[baseline(systems)] / seconds))
+        ours = systems[0]  # spacy-mbert is listed first
+        summary += [f"- {label}, {TASK_NAMES[task]}: {ours} at {times[other] / times[ours]:.2f}x the speed of {other}"
+                    for other in systems[1:]]
+    return rows, chart, summary
+
+
+def memory_rows(label: str, load: dict, weights_mb: float) -> List[list]:
+    rows = []
+    for system, runs in load["systems"].items():
+        for stage, what, seconds_key, seconds_what in MEMORY_STAGES:
+            figures = {key: _median([r[stage][key] for r in runs]) for key, _ in MEMORY_FIGURES}
+            rows.append([label, system, what.format(n=load["texts"]),
+                         f"{_median([r[seconds_key] for r in runs]):.2f} s {seconds_what}",
+                         f"{figures['peak_rss']:,.0f} MB ({figures['peak_rss'] / weights_mb:.2f}x weights)",
+                         f"{figures['rss']:,.0f} MB", f"{figures['pss']:,.0f} MB ({figures['pss'] / weights_mb:.2f}x weights)",
+                         f"{figures['uss']:,.0f} MB"])
+    return rows
+
+
+def memory_summary(label: str, load: dict) -> List[str]:
+    """spacy.load against from_pretrained: load time, then every memory figure at both stages."""
+    ours, theirs = load["systems"]["spacy.load"], load["systems"]["from_pretrained"]
+
+    def pair(get, unit: str) -> str:
+        a, b = _median([get(r) for r in ours]), _median([get(r) for r in theirs])
+        number = ".2f" if unit == "s" else ",.0f"
+        return f"{a:{number}} vs {b:{number}} {unit} ({_ratio(a, b)})"
+
+    lines = [f"- {label}, load time, spacy.load vs from_pretrained: {pair(lambda r: r['load_seconds'], 's')}",
+             f"- {label}, first forward time, spacy.load vs from_pretrained: {pair(lambda r: r['first_forward_seconds'], 's')}"]
+    for stage, what, _, _ in MEMORY_STAGES:
+        figures = ", ".join(f"{name} {pair(lambda r: r[stage][key], 'MB')}" for key, name in MEMORY_FIGURES)
+        lines.append(f"- {label}, memory after {what.format(n=load['texts'])}, spacy.load vs from_pretrained: {figures}")
+    return lines
+
+
 def write_report(name: str, results: dict, *, threads: int, repeats: int, gpu_id: int, mixed_precision: bool, command: str) -> None:
     info = machine_info(threads)
     info["device"] = f"cuda:{gpu_id}" + (" mixed precision" if mixed_precision else "") if gpu_id >= 0 else "cpu"
-    rows, chart = [], []
+    rows, chart, summary, memory = [], [], [], []
     for label, res in results.items():
-        for task, unit, count_key in (("textcat", "texts/s", "texts"), ("long", "texts/s", "texts"), ("qa", "questions/s", "questions"),
-                                      ("translation", "sentences/s", "sentences"), ("train", "examples/s", "examples")):
-            if task not in res:
-                continue
-            times = res[task]["times"]
-            systems = list(times)
-            base = systems[-1]  # the floor / the baseline is listed last
-            floor = _median(times[base])
-            for system in systems:
-                seconds = _median(times[system])
-                rate = res[task][count_key] / seconds
-                chars = f"{res[task]['chars'] / seconds:,.0f}" if "chars" in res[task] else ""
-                ratios = ", ".join(f"{_median(times[other]) / seconds:.2f}x {other}" for other in systems if other != system)
-                rows.append([label, TASK_NAMES[task], system, f"{rate:.2f} {unit}", chars, f"{seconds:.2f}", ratios])
-                chart.append((f"{label}\n{TASK_NAMES[task]}", system, floor / seconds))
+        task_rows, task_chart, task_summary = throughput_rows(label, res)
+        rows += task_rows
+        chart += task_chart
+        summary += task_summary
         if "load" in res:
-            for system, runs in res["load"].items():
-                rows.append([label, "load", system, f"{_median([r['load_seconds'] for r in runs]):.2f} s",
-                             "", f"peak {_median([r['load_peak_mb'] for r in runs]):,.0f} MB at load "
-                             f"({_median([r['load_peak_mb'] for r in runs]) / res['weights_mb']:.2f}x weights)",
-                             f"resident after load {_median([r['after_load_mb'] for r in runs]):,.0f} MB; peak with inference "
-                             f"{_median([r['infer_peak_mb'] for r in runs]):,.0f} MB"])
+            memory += memory_rows(label, res["load"], res["weights_mb"])
+            summary += memory_summary(label, res["load"])
     header = ["encoder", "task", "system", "throughput", "chars/s", "median s", "ratios (time of other / time of this)"]
+    memory_header = ["encoder", "system", "measured after", "median time", "peak RSS", "RSS", "PSS", "USS"]
     lines = [
         "# Speed and memory: spacy-mbert vs Hugging Face vs the raw model",
         "",
@@ -518,12 +604,27 @@ def write_report(name: str, results: dict, *, threads: int, repeats: int, gpu_id
         "",
         markdown_table(header, rows),
         "",
-        f"Median of {repeats} runs per system, systems alternating, after one warm-up run each. "
+        f"Median of {repeats} runs per system, systems alternating, after one warm-up run each. `{FLOOR}` starts from the "
+        f"raw texts (HF tokenizer call, windowing, padding and forward inside the timed region); `{PRETOKENIZED}` is the same "
+        "forward on windows tokenized beforehand. Training starts from text on both sides: spaCy builds its Examples "
+        "(`nlp.make_doc` + `Example.from_dict`) inside the timed region, the torch loop calls the tokenizer inside it. "
         + "; ".join(f"{label}: weights {res['weights_mb']:,.0f} MB" for label, res in results.items()) + ".",
         "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
-        "",
     ]
+    if memory:
+        lines += [
+            "## Load and memory (each system in a fresh process)", "",
+            markdown_table(memory_header, memory), "",
+            "Memory is the increase over the same process after its imports, from `/proc/self/smaps_rollup` and the kernel's "
+            "peak RSS (`VmHWM`, reset before the load): *load only* right after `spacy.load` / `from_pretrained` + tokenizer, "
+            "when memory-mapped weights may not be resident yet; *load + first forward* after one forward pass over the same "
+            "sentences (weight pages touched), the peak covering load and forward. PSS divides shared pages among the "
+            "processes mapping them; USS is this process's private pages (Private_Clean + Private_Dirty).", "",
+        ]
+    lines += ["## Summary (every ratio, favourable or not)", "",
+              "Speed ratios: time of the other system / time of spacy-mbert (above 1: spacy-mbert is faster). "
+              "Load ratios: spacy.load / from_pretrained (above 1: spacy.load takes longer or uses more).", "",
+              *summary, "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
     report = "\n".join(lines)
     (RESULTS / f"{name}.md").write_text(report, encoding="utf8")
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8")
@@ -557,7 +658,7 @@ def draw_chart(chart, path: Path, info: dict) -> None:
     ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper right")
     ax.set_xticks(range(len(groups)), groups, fontsize=7)
     ax.axhline(1.0, color="grey", linewidth=0.8)
-    ax.set_ylabel("speed relative to the last system of the group\n(raw forward floor or the HF loop) = 1.0")
+    ax.set_ylabel("speed relative to the group's baseline = 1.0\n(raw forward + tokenization, or the plain HF loop)")
     ax.set_title(f"spacy-mbert speed ({info['device']}, {info['threads']} threads)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
