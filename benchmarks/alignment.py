@@ -1,7 +1,9 @@
 """How often does a wordpiece fall inside exactly one spaCy token?
 
-Compares spacy-mbert's MultilingualTokenizer with spaCy's default ``xx``
-tokenizer, for each encoder's tokenizer, over text in many scripts: the
+Compares spacy-mbert's two tokenizers - MultilingualTokenizer (BERT-style, the
+default) and PieceAlignedTokenizer (BERT-style boundaries the encoder's pieces
+do not cross) - with spaCy's default ``xx`` tokenizer, for each encoder's
+tokenizer, over text in many scripts: the
 project's own sample (benchmarks/data/scripts.jsonl, 20 scripts) and, when
 present, the SIB-200 and XQuAD text in the shared data folder.
 
@@ -19,6 +21,7 @@ import typer
 from transformers import AutoTokenizer
 
 from spacy_mbert.convert import make_nlp
+from spacy_mbert.piece_tokenizer import PieceAlignedTokenizer
 from spacy_mbert.tokenizer import pieces_crossing_tokens
 
 HERE = Path(__file__).resolve().parent
@@ -47,13 +50,17 @@ def sample_texts(shared_data: Optional[Path], per_language: int) -> Iterator[Tup
 def measure(encoder: Path, texts: List[Tuple[str, str]]) -> Dict[str, Dict[str, Tuple[int, int, int]]]:
     """Per splitter and text group: (pieces inside one token, pieces, spaCy tokens)."""
     tokenizer = AutoTokenizer.from_pretrained(str(encoder))
+    piece_aligned = make_nlp()
+    piece_aligned.tokenizer = PieceAlignedTokenizer(piece_aligned.vocab, str(encoder))
     splitters = {
         "spacy-mbert": make_nlp(),
+        "spacy-mbert piece-aligned": piece_aligned,
         "spaCy xx default": spacy.blank("xx"),
     }
     counts: Dict[str, Dict[str, List[int]]] = {name: defaultdict(lambda: [0, 0, 0]) for name in splitters}
     for group, text in texts:
-        offsets = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+        # No truncation: every piece of a long paragraph counts (verbose=False: no length warning).
+        offsets = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, verbose=False)["offset_mapping"]
         total = sum(1 for start, end in offsets if start < end)
         for name, nlp in splitters.items():
             doc = nlp(text)
@@ -78,16 +85,28 @@ def main(
         "A piece crossing a token boundary cannot be mapped to one token. Fewer, coarser",
         "tokens make this trivially easier (spaCy's default `xx` tokenizer leaves a Chinese",
         "sentence as one token), so the token counts are shown beside each share.",
+        "",
+        "- spacy-mbert: `spacy-mbert.MultilingualTokenizer.v1` (the default), splits where BERT's",
+        "  basic tokenizer does;",
+        "- piece-aligned: `spacy-mbert.PieceAlignedTokenizer.v1` with `encoder` set to the encoder",
+        "  measured, keeps only the BERT boundaries that no piece of that encoder crosses;",
+        "- spaCy xx default: `spacy.blank(\"xx\")`.",
+        "",
+        "A piece counts as inside one token when its non-whitespace characters are in one token",
+        "(SentencePiece's `▁` stands for the space before a word, which is no token's text).",
+        "",
         f"Command: `python benchmarks/alignment.py {' '.join('--encoder ' + str(p) for p in encoder)}"
         + (f" --shared-data {shared_data}" if shared_data else "") + "`",
         "",
     ]
     for path in encoder:
         results = measure(path, texts)
-        lines += [f"## Tokenizer of `{path.name}`", "", "| text | pieces | spacy-mbert: inside one token | tokens | spaCy xx default: inside one token | tokens |", "|---|---:|---:|---:|---:|---:|"]
+        names = ("spacy-mbert", "spacy-mbert piece-aligned", "spaCy xx default")
+        header = "".join(f" {name.replace('spacy-mbert ', '')}: inside one token | tokens |" for name in names)
+        lines += [f"## Tokenizer of `{path.name}`", "", "| text | pieces |" + header, "|---|---:|" + "---:|---:|" * len(names)]
         for group in groups + ["all"]:
             cells = []
-            for name in ("spacy-mbert", "spaCy xx default"):
+            for name in names:
                 inside, total, tokens = _sum(results[name], group)
                 cells += [f"{100 * inside / max(total, 1):.2f}%", str(tokens)]
             lines.append(f"| {group} | {_sum(results['spacy-mbert'], group)[1]} | " + " | ".join(cells) + " |")

@@ -1,11 +1,21 @@
-"""A spaCy tokenizer that splits text exactly where BERT's basic tokenizer does.
+"""A spaCy tokenizer that splits where BERT's basic tokenizer does.
 
-M-BERT's wordpieces never cross these boundaries: whitespace, every punctuation
-character, every CJK ideograph. Splitting spaCy tokens at the same places (and
-nowhere else) means each wordpiece falls inside exactly one spaCy token, so
-character offsets of answers, spans and long-text windows map exactly. spaCy's
-default ``xx`` tokenizer, by contrast, leaves a whole Chinese sentence as one
-token.
+``spacy-mbert.MultilingualTokenizer.v1`` (the default) splits text exactly where
+BERT's basic tokenizer does: whitespace, every punctuation character, every CJK
+ideograph. WordPiece vocabularies (M-BERT and other BERT checkpoints) never
+cross these boundaries, so each wordpiece falls inside exactly one spaCy token
+and character offsets of answers, spans and long-text windows map exactly.
+spaCy's default ``xx`` tokenizer, by contrast, leaves a whole Chinese sentence
+as one token.
+
+SentencePiece vocabularies (XLM-R, multilingual-e5, the default encoder) do not
+respect those boundaries: "北京", "14:30", "3.000" or ")." can be one piece, so
+with e5-small about 4% of the pieces cross these tokens. For them,
+``spacy-mbert.PieceAlignedTokenizer.v1`` (``piece_tokenizer.py``) keeps only the BERT boundaries that are
+also boundaries between the encoder's own pieces (from the fast tokenizer's
+character offsets), so every piece of *any* vocabulary lies inside one spaCy
+token, with tokens as fine as that allows ("北京" stays one token, "我" and
+"爱" stay apart). Both keep ``doc.text`` equal to the input text, always.
 
 The character classes follow BERT's reference ``BasicTokenizer`` and the Rust
 ``BertNormalizer`` + ``BertPreTokenizer`` of Hugging Face ``tokenizers``:
@@ -27,6 +37,7 @@ from typing import Callable, List, Sequence, Tuple
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy.vocab import Vocab
+
 
 # The CJK Unified Ideographs blocks BERT isolates (tokenization_bert._is_chinese_char).
 # The fast (Rust) tokenizers start the last extension block at U+2B920, not U+2B820
@@ -159,7 +170,12 @@ class MultilingualTokenizer:
 def create_multilingual_tokenizer(
     special_tokens: List[str] = list(DEFAULT_SPECIAL_TOKENS),
 ) -> Callable[["spacy.Language"], MultilingualTokenizer]:  # noqa: F821
-    """Tokenizer for ``lang = "xx"`` pipelines that splits where BERT does.
+    """Tokenizer for ``lang = "xx"`` pipelines that splits where BERT does (the default).
+
+    Every WordPiece piece (M-BERT, BERT-family encoders) lies inside one token.
+    SentencePiece pieces can cross these boundaries (about 4% of e5-small's
+    pieces, most of them in Chinese and Japanese): use
+    ``spacy-mbert.PieceAlignedTokenizer.v1`` for such encoders.
 
     special_tokens (List[str]): Strings kept as one token because the encoder's
         tokenizer reads them as special tokens (BERT's and XLM-R's by default).
