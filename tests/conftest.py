@@ -78,6 +78,10 @@ def offline_env(tmp_path):
     """
     env = dict(os.environ)
     home = tmp_path / "empty-hf-home"
+    home.mkdir(exist_ok=True)
+    # transformers takes its cache from these (deprecated) variables before HF_HUB_CACHE: drop them.
+    for legacy in ("TRANSFORMERS_CACHE", "PYTORCH_TRANSFORMERS_CACHE", "PYTORCH_PRETRAINED_BERT_CACHE"):
+        env.pop(legacy, None)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"))
     return env
 

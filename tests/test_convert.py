@@ -463,14 +463,15 @@ def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp, folder):
     files = sorted(
         p for p in directory.glob("*") if p.suffix in TASK_SUFFIXES[task] and p.name != "labels.json"
     ) if directory.is_dir() else []
-    if not files:
-        pytest.skip(f"no data files in {directory}")
+    stems = {path.stem for path in files}
+    assert {"train", "dev"} <= stems, f"{directory} lacks a train and a dev data file; found: {sorted(p.name for p in files)}"
     labels = directory / "labels.json"
     for path in files:
         try:
             expected = _corpus_records(path)
-        except (ValueError, KeyError):
-            pytest.skip(f"{path} is not complete yet")
+        except (ValueError, KeyError) as error:
+            pytest.fail(f"{path} is malformed: {type(error).__name__}: {error}")
+        assert expected > 0, f"{path} holds no records"
         summary = convert(task, path, tmp_path / f"{path.stem}.spacy", nlp=nlp,
                           labels_path=labels if labels.exists() else None)
         assert summary["docs"] == expected, path

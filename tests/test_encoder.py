@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import numpy
@@ -8,7 +9,7 @@ from spacy_mbert.encoder import load_pretrained
 from spacy_mbert.encoders.tiny import build_tiny
 from spacy_mbert.errors import EncoderNotFoundError, UserError
 
-from .conftest import corpus_text_files, run_python, transformer_pipeline
+from .conftest import ROOT, corpus_text_files, run_python, transformer_pipeline
 
 TEXTS = ["Hello world, this is spaCy.", "我爱北京天安门。", "مرحبا بالعالم", ""]
 
@@ -64,12 +65,34 @@ def test_to_bytes_round_trip(encoder_dir):
         numpy.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-5)
 
 
-def test_missing_hub_model_offline_gives_one_line_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    nlp = transformer_pipeline("bert-base-multilingual-cased")
-    with pytest.raises(EncoderNotFoundError) as info:
-        nlp.initialize()
-    message = str(info.value)
+def test_missing_hub_model_offline_gives_one_line_error(offline_env):
+    """Offline with an empty Hugging Face cache, whatever this machine has cached.
+
+    huggingface_hub and transformers fix their cache paths when imported, so this runs in a
+    fresh interpreter started with an empty HF_HOME (see ``offline_env``), which first checks
+    that both libraries really look there.
+    """
+    code = (
+        "import json, os\n"
+        "import huggingface_hub.constants as hub\n"
+        "import transformers.utils.hub as th\n"
+        "from spacy_mbert.errors import EncoderNotFoundError\n"
+        "from tests.conftest import transformer_pipeline\n"
+        "cache = os.path.realpath(os.environ['HF_HUB_CACHE'])\n"
+        "used = {os.path.realpath(p) for p in (hub.HF_HUB_CACHE, th.TRANSFORMERS_CACHE)}\n"
+        "assert used == {cache}, f'Hugging Face cache is {used}, not the empty {cache}'\n"
+        "assert not os.path.exists(cache) or not os.listdir(cache), f'{cache} is not empty'\n"
+        "nlp = transformer_pipeline('bert-base-multilingual-cased')\n"
+        "try:\n"
+        "    nlp.initialize()\n"
+        "except EncoderNotFoundError as error:\n"
+        "    print(json.dumps({'message': str(error)}))\n"
+        "else:\n"
+        "    raise SystemExit('the encoder loaded offline from an empty cache')\n"
+    )
+    result = run_python(code, env={**offline_env, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    message = json.loads(result.stdout.strip().splitlines()[-1])["message"]
     assert "\n" not in message
     assert "'bert-base-multilingual-cased'" in message
     assert "local directory" in message and "init-encoder" in message

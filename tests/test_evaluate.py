@@ -328,8 +328,8 @@ def test_cli_evaluate(textcat_setup, tmp_path):
 
     from spacy_mbert.cli import app
 
-    if "evaluate" not in {command.name for command in app.registered_commands}:
-        pytest.skip("`spacy-mbert evaluate` is not wired into cli.py yet")
+    commands = {command.name for command in app.registered_commands}
+    assert "evaluate" in commands, f"`spacy-mbert evaluate` is not registered in cli.py; commands: {sorted(map(str, commands))}"
     model_dir, spacy_path, _ = textcat_setup
     out = tmp_path / "m.json"
     run = CliRunner().invoke(app, ["evaluate", str(model_dir), str(spacy_path), "--output", str(out)])

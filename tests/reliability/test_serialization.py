@@ -112,7 +112,6 @@ def test_component_bytes_and_disk_round_trips(full_nlp, expected, name, tmp_path
 def test_loads_offline_with_an_empty_cache_and_no_encoder(saved_dir, expected, offline_env, tiny_wordpiece_dir, tmp_path):
     code = (
         "import json, spacy\n"
-        "import spacy_mbert.translation.component\n"  # only needed while installed entry points predate it
         f"nlp = spacy.load({str(saved_dir)!r})\n"
         f"docs = [nlp.make_doc(t) for t in {TEXTS!r}]\n"
         "for doc in docs:\n"

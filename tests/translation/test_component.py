@@ -119,7 +119,6 @@ def test_loads_offline_without_the_encoder_directory(trained_nlp, tmp_path, offl
     trained_nlp.to_disk(tmp_path / "pipeline")
     code = (
         "import json, spacy\n"
-        "import spacy_mbert.translation.component\n"  # only needed while the installed entry points are stale
         f"nlp = spacy.load({str(tmp_path / 'pipeline')!r})\n"
         f"print(json.dumps([doc._.translation for doc in nlp.pipe({COPY_TEXTS!r})]))\n"
     )
@@ -156,20 +155,29 @@ def test_entry_points_are_declared():
         ("spacy_scorers", "spacy-mbert.translation_scorer.v1"): "make_translation_scorer",
     }
     missing = [f"{group}: {name}" for group, name in expected if name not in declared.get(group, {})]
+    assert not missing, f"pyproject.toml does not declare the entry points: {', '.join(missing)}"
     for (group, name), function in expected.items():
-        if name in declared.get(group, {}):
-            module, _, attr = declared[group][name].partition(":")
-            assert attr == function and callable(getattr(import_module(module), attr))
-    if missing:
-        pytest.skip(f"pyproject.toml does not (yet) declare: {', '.join(missing)}")
+        module, _, attr = declared[group][name].partition(":")
+        assert attr == function, f"{group}: {name} points at {declared[group][name]!r}, expected attribute {function!r}"
+        assert callable(getattr(import_module(module), attr)), f"{group}: {name} -> {declared[group][name]} is not callable"
 
 
 def test_installed_entry_points_resolve():
-    installed = {(ep.group, ep.name): ep for group in ("spacy_factories", "spacy_scorers") for ep in entry_points(group=group)}
-    if ("spacy_factories", "mbert_translator") not in installed:
-        pytest.skip("installed package metadata predates the translation entry points; run `pip install -e .`")
-    assert installed[("spacy_factories", "mbert_translator")].load().__name__ == "make_translator"
-    assert installed[("spacy_scorers", "spacy-mbert.translation_scorer.v1")].load().__name__ == "make_translation_scorer"
+    """The installed metadata carries the translation entry points (stale metadata is a failure)."""
+    groups = ("spacy_factories", "spacy_architectures", "spacy_scorers")
+    installed = {(ep.group, ep.name): ep for group in groups for ep in entry_points(group=group)}
+    expected = {
+        ("spacy_factories", "mbert_translator"): "make_translator",
+        ("spacy_architectures", "spacy-mbert.Bert2Bert.v1"): "Bert2Bert",
+        ("spacy_scorers", "spacy-mbert.translation_scorer.v1"): "make_translation_scorer",
+    }
+    missing = [f"{group}: {name}" for group, name in expected if (group, name) not in installed]
+    assert not missing, (
+        f"the installed package metadata lacks the entry points {', '.join(missing)}: "
+        "it is out of date with pyproject.toml; run `pip install -e .`"
+    )
+    for key, function in expected.items():
+        assert installed[key].load().__name__ == function, f"{key[0]}: {key[1]} resolves to {installed[key].value!r}"
 
 
 def test_translator_has_no_labels(trained_nlp):
@@ -200,12 +208,10 @@ def test_config_passes_debug_config(corpus_files, capsys):
 
 def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpiece_dir, offline_env):
     train, dev = corpus_files
-    # Registers the component where the installed entry points predate it (harmless otherwise).
-    register = tmp_path / "register.py"
-    register.write_text("import spacy_mbert.translation.component, spacy_mbert.translation.scorer\n", encoding="utf8")
+    # No --code: `spacy train` must find the component and scorer through the installed entry points.
     command = [
         sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(tmp_path / "out"),
-        "--code", str(register), "--paths.train", str(train), "--paths.dev", str(dev),
+        "--paths.train", str(train), "--paths.dev", str(dev),
         "--paths.encoder", str(tiny_wordpiece_dir), "--training.max_steps", "6", "--training.eval_frequency", "3",
         "--training.optimizer.learn_rate.warmup_steps", "2", "--training.optimizer.learn_rate.initial_rate", "1e-3",
         "--components.mbert_translator.num_beams", "2", "--components.mbert_translator.max_length", "12",
@@ -219,7 +225,6 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     assert set(performance["translation_per_lang"]) == {doc._.lang for doc in read_pairs(CORPUS / "translation" / "dev.jsonl", nlp=blank_xx())}
     code = (
         "import json, spacy\n"
-        "import spacy_mbert.translation.component\n"
         f"nlp = spacy.load({str(model_dir)!r})\n"
         "docs = list(nlp.pipe(['Wo ist der nächste Bahnhof?', '我今天有点儿累。', '']))\n"
         "print(json.dumps([doc._.translation for doc in docs]))\n"
@@ -230,18 +235,19 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     assert all(isinstance(t, str) for t in translations) and translations[2] == ""
 
 
-def test_spacy_mbert_evaluate_per_language(trained_nlp, monkeypatch):
-    """`spacy-mbert evaluate` with the task scorer the integrator registers in evaluate.py."""
+def test_spacy_mbert_evaluate_per_language(trained_nlp):
+    """`spacy-mbert evaluate` with the task scorer evaluate.py registers for the translator."""
     from spacy_mbert import evaluate as ev
-    from spacy_mbert.translation.scorer import check_references, read_references, score_for_evaluate
+    from spacy_mbert.translation.scorer import check_references, read_references
 
-    if "mbert_translator" not in ev.TASK_SCORERS:  # the registration proposed for evaluate.py
-        spec = ev.TaskScorer(
-            "mbert_translator", score_for_evaluate,
-            (ev.Metric("translation_bleu", "BLEU"), ev.Metric("translation_chrf", "chrF")),
-            "translation_bleu", check=check_references, read=read_references, suffixes=(".jsonl", ".tsv"),
-        )
-        monkeypatch.setitem(ev.TASK_SCORERS, "mbert_translator", spec)
+    assert "mbert_translator" in ev.TASK_SCORERS, (
+        f"evaluate.py registers no task scorer for mbert_translator; registered: {', '.join(ev.TASK_SCORERS)}"
+    )
+    spec = ev.TASK_SCORERS["mbert_translator"]
+    assert [metric.key for metric in spec.metrics] == ["translation_bleu", "translation_chrf"]
+    assert spec.main == "translation_bleu"
+    assert spec.check is check_references and spec.read is read_references
+    assert set(spec.suffixes) == {".jsonl", ".tsv"}
     result = ev.evaluate(trained_nlp, CORPUS / "translation" / "dev.jsonl", silent=True)
     assert result["task"] == "mbert_translator"
     assert set(result["languages"]) == {"ar", "de", "es", "fr", "ja", "ru", "zh"}
