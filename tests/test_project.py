@@ -43,11 +43,13 @@ def test_all_workflow_end_to_end_on_tiny_encoder(tmp_path, tiny_wordpiece_dir):
     result = subprocess.run(
         [sys.executable, "-m", "spacy", "project", "run", "all", str(project),
          "--vars.base_model", str(tiny_wordpiece_dir), "--vars.textcat_steps", "6",
-         "--vars.qa_epochs", "1", "--vars.translation_steps", "6"],
+         "--vars.qa_epochs", "1", "--vars.translation_steps", "6",
+         # An untrained tiny encoder cannot give the expected label: check the outputs' form.
+         "--vars.smoke_checks", "outputs"],
         env=env, capture_output=True, text=True, timeout=1800,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     for task in ("textcat", "qa", "translation"):
         assert srsly.read_json(project / "metrics" / f"{task}.json")["all"]["n"] > 0
         assert (project / "metrics" / f"{task}.png").read_bytes().startswith(b"\x89PNG")
-    assert "all three tasks ran offline from the installed package" in result.stdout
+    assert "all three tasks ran offline from the installed package and gave outputs of the right form" in result.stdout

@@ -75,3 +75,17 @@ def test_exits_non_zero_with_one_line():
     assert result.returncode != 0 and result.stderr.strip().splitlines() == [
         "✘ run with HF_HUB_OFFLINE=1: the package must not need the Hub"
     ]
+
+
+def test_outputs_only_checks_form_not_content(monkeypatch, smoke):
+    """Checks "outputs" (tiny-encoder workflow runs) accept any label, no answer and an empty translation..."""
+    fake_pipeline(monkeypatch, smoke, cats={"sports": 0.1, "food": 0.9}, answers=lambda context: [], translation="")
+    assert smoke.main("xx_fake", outputs_only=True) == []
+
+
+def test_outputs_only_still_fails_on_malformed_outputs(monkeypatch, smoke):
+    """...but not a missing category score, an answer that is not a span of the context, or no translation string."""
+    bad_span = [{"text": "Berlin", "start_char": 0, "end_char": 6, "score": 1.0}]
+    fake_pipeline(monkeypatch, smoke, cats={}, answers=lambda context: bad_span, translation=None)
+    failures = smoke.main("xx_fake", outputs_only=True)
+    assert len(failures) == 3, failures
