@@ -92,7 +92,7 @@ def profile_train(nlp, data: Path) -> None:
     records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")[:64]
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    batches = [[Example.from_dict(nlp.make_doc(r["text"]), {"cats": {l: float(l == r["label"]) for l in labels}})
+    batches = [[Example.from_dict(nlp.make_doc(r["text"]), {"cats": {label: float(label == r["label"]) for label in labels}})
                 for r in records[i : i + 32]] for i in (0, 32)]
     nlp.update(batches[0], sgd=sgd, drop=0.1)  # warm-up (allocates the optimizer state)
     print_profile(lambda: nlp.update(batches[1], sgd=sgd, drop=0.1), "tottime", None)

@@ -296,7 +296,7 @@ SYSTEM_NAMES = {
 def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) -> dict:
     per_lang = {}
     for lang in LANGS:
-        pairs = [(p, g) for p, (l, g) in zip(run["predictions"], gold) if l == lang]
+        pairs = [(p, g) for p, (code, g) in zip(run["predictions"], gold) if code == lang]
         per_lang[lang] = sum(p == g for p, g in pairs) / len(pairs)
     return {
         "accuracy": per_lang,

@@ -153,7 +153,7 @@ def textcat_example(nlp, record: dict, labels: List[str]):
     """One training Example from a SIB-200 record, built from its text as ``spacy train``'s corpus reader does."""
     from spacy.training import Example
 
-    return Example.from_dict(nlp.make_doc(record["text"]), {"cats": {l: float(l == record["label"]) for l in labels}})
+    return Example.from_dict(nlp.make_doc(record["text"]), {"cats": {label: float(label == record["label"]) for label in labels}})
 
 
 def textcat_examples(data: Path, n: int = 32):
@@ -304,7 +304,8 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
 def measure_translation(nlp, sources: List[str], *, repeats: int) -> Dict[str, List[float]]:
     import torch
 
-    from spacy_mbert.translation.model import generation_config, get_shim
+    from spacy_mbert.encoder import get_shim
+    from spacy_mbert.translation.generate import generation_config
 
     translator = nlp.get_pipe("mbert_translator")
     shim = get_shim(translator.model)
@@ -338,7 +339,7 @@ def measure_training(nlp, model, tokenizer, records: List[dict], labels: List[st
     # The optimizer of configs/textcat.cfg, as spacy train builds it.
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    label_ids = {l: i for i, l in enumerate(labels)}
+    label_ids = {label: i for i, label in enumerate(labels)}
     torch_opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
 
     def spacy_steps():

@@ -187,7 +187,8 @@ def plain_generate(seq2seq, tokenizer, shim, texts: List[str], config, batch_siz
 def time_generation(model_dir: Path, texts: List[str], *, repeats: int, batch_size: int) -> dict:
     import spacy
 
-    from spacy_mbert.translation.model import generation_config, get_shim
+    from spacy_mbert.encoder import get_shim
+    from spacy_mbert.translation.generate import generation_config
 
     nlp = spacy.load(model_dir)
     translator = nlp.get_pipe("mbert_translator")

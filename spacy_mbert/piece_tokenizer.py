@@ -180,7 +180,7 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
     """
     from transformers import AutoTokenizer
 
-    from .encoder import _hub_offline
+    from .encoder.loading import hub_offline
 
     name = str(encoder)
     path = Path(name).expanduser()
@@ -193,7 +193,7 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
             f"e.g. after `spacy-mbert init-encoder e5-small {name}`."
         )
     else:
-        source, local_only = name, _hub_offline()
+        source, local_only = name, hub_offline()
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=True)

@@ -20,7 +20,7 @@ from transformers import AutoTokenizer
 
 from spacy_mbert.errors import UserError
 from spacy_mbert.layers import content_positions
-from spacy_mbert.span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
+from spacy_mbert.encoder.span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
 
 from .conftest import THAI_TEXT, blank_xx, transformer_pipeline
 

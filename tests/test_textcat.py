@@ -90,7 +90,7 @@ def _exclusive_examples(nlp, frames=FRAMES):
         for word in words:
             for frame in frames:
                 doc = nlp.make_doc(frame.format(word))
-                examples.append(Example.from_dict(doc, {"cats": {l: float(l == label) for l in LABELS}}))
+                examples.append(Example.from_dict(doc, {"cats": {name: float(name == label) for name in LABELS}}))
     return examples
 
 
@@ -135,7 +135,7 @@ def test_multilabel_training_learns_toy_task(tiny_wordpiece_dir):
     correct = []
     for doc, eg in zip(nlp.pipe(eg.reference.text for eg in examples), examples):
         assert 0.0 <= min(doc.cats.values()) and max(doc.cats.values()) <= 1.0
-        correct.extend((doc.cats[l] >= 0.5) == bool(eg.reference.cats[l]) for l in labels)
+        correct.extend((doc.cats[name] >= 0.5) == bool(eg.reference.cats[name]) for name in labels)
     assert numpy.mean(correct) >= 0.9
 
 

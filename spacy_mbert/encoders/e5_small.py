@@ -610,7 +610,7 @@ class _DoubleArray:
             self._grow(free + 256)
             if not self.used[free]:
                 base = free ^ labels[0]
-                if base not in self.bases and (pos ^ base) and all(not self.used[base ^ l] for l in labels):
+                if base not in self.bases and (pos ^ base) and all(not self.used[base ^ label] for label in labels):
                     if (pos ^ base) >= self._MAX_OFFSET:
                         raise ValueError("normalization map too large for the double-array builder")
                     return base

@@ -20,23 +20,23 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..batching import ReadAheadPipe
+from ..batching import ReadAheadPipe, length_batches
+from ..encoder.loading import DEFAULT_ENCODER
+from ..encoder.owned import get_shim
+from ..encoder.weights_file import OwnEncoderSerialization
 from ..errors import UserError
-from ..extensions import install_extensions
-from ..weights_file import OwnEncoderSerialization
+from ..extensions import has_text, install_extensions
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
-from .model import get_tokenizer
 from .scorer import f1, gold_texts, max_over_golds, score_qa
 
 ANSWER_SPANS_KEY = "answers"
 ANSWER_LABEL = "ANSWER"
 
-DEFAULT_CONFIG_STR = """
+DEFAULT_CONFIG_STR = f"""
 [mbert_qa]
 max_answer_length = 30
 n_best_size = 20
@@ -50,13 +50,13 @@ sort_buffer = 256
 
 [mbert_qa.model]
 @architectures = "spacy-mbert.QuestionAnswering.v1"
-name = "bert-base-multilingual-cased"
+name = "{DEFAULT_ENCODER}"
 max_seq_length = 384
 doc_stride = 128
 mixed_precision = false
-grad_scaler_config = {}
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
+grad_scaler_config = {{}}
+tokenizer_config = {{"use_fast": true}}
+transformer_config = {{}}
 
 [mbert_qa.scorer]
 @scorers = "spacy-mbert.qa_scorer.v1"
@@ -168,16 +168,13 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     @property
     def tokenizer(self):
         """The encoder's Hugging Face tokenizer."""
-        tokenizer = get_tokenizer(self.model)
-        if tokenizer is None:
-            raise UserError(f"The '{self.name}' component is not initialized; call nlp.initialize() or load a trained pipeline.")
-        return tokenizer
+        return get_shim(self.model)._hfmodel.tokenizer
 
     def predict(self, docs: Iterable[Doc]) -> List[Prediction]:
         """Answer each doc's ``_.question`` (docs without one, or with an empty text, get no answer)."""
         docs = list(docs)
-        asked = [i for i, doc in enumerate(docs) if _has_text(doc._.question) and doc.text.strip()]
-        if docs and not any(_has_text(doc._.question) for doc in docs):
+        asked = [i for i, doc in enumerate(docs) if has_text(doc._.question) and doc.text.strip()]
+        if docs and not any(has_text(doc._.question) for doc in docs):
             # E.g. dev data read with spacy.Corpus.v1, which drops doc._.question: F1 would be 0.
             warnings.warn(
                 f"'{self.name}': no doc in this batch has doc._.question, so none gets an answer; set "
@@ -219,7 +216,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         single = isinstance(questions, str)
         questions = [questions] if single else list(questions)
         results: List[List[Dict]] = [[] for _ in questions]
-        asked = [i for i, question in enumerate(questions) if _has_text(question)] if context.strip() else []
+        asked = [i for i, question in enumerate(questions) if has_text(question)] if context.strip() else []
         found = self._predict_pairs([questions[i] for i in asked], [context] * len(asked), top_k=top_k)
         for i, prediction in zip(asked, found):
             results[i] = prediction.answers
@@ -262,11 +259,10 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
 
         Windows run longest first, in batches of similar length, so padding is minimal.
         """
-        order = sorted(range(len(windows)), key=lambda w: -len(windows[w]))
         starts: List[numpy.ndarray] = [None] * len(windows)  # type: ignore[list-item]
         ends: List[numpy.ndarray] = [None] * len(windows)  # type: ignore[list-item]
         pad_id = self._pad_id()
-        for chunk in minibatch(order, self.cfg["batch_size"]):
+        for chunk in length_batches([len(window) for window in windows], self.cfg["batch_size"]):
             batch = pad_windows([windows[w] for w in chunk], pad_id)
             start_logits, end_logits = self.model.predict(batch)
             start_logits = self.model.ops.to_numpy(start_logits)
@@ -287,7 +283,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         validate_get_examples(get_examples, "QuestionAnswerer.initialize")
         # nlp.initialize() without data passes placeholder examples: only check QA data.
         sample = [eg for _, eg in zip(range(50), get_examples()) if eg.reference._.answers is not None]
-        if sample and not any(_has_text(_question_of(eg)) for eg in sample):
+        if sample and not any(has_text(_question_of(eg)) for eg in sample):
             raise UserError(
                 f"'{self.name}': the training examples have gold answers but no doc._.question; "
                 f"create the data with `spacy-mbert convert qa` and read it with spacy-mbert.Corpus.v1."
@@ -317,8 +313,8 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         pad_id = self._pad_id()
-        order = sorted(range(len(windows)), key=lambda w: len(windows[w]))
-        for chunk in minibatch(order, self.cfg["max_batch_windows"]):
+        lengths = [len(window) for window in windows]
+        for chunk in length_batches(lengths, self.cfg["max_batch_windows"], longest_first=False):
             chunk_windows = [windows[w] for w in chunk]
             batch = pad_windows(chunk_windows, pad_id)
             logits, backprop = self.model.begin_update(batch)
@@ -334,7 +330,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         questions, contexts, answers = [], [], []
         for eg in examples:
             question = _question_of(eg)
-            if not _has_text(question) or not eg.reference.text.strip():
+            if not has_text(question) or not eg.reference.text.strip():
                 continue
             gold = list(eg.reference._.answers or [])
             questions.append(question)
@@ -371,7 +367,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         RETURNS (Dict[str, float]): ``{"null_threshold": ..., "qa_f1": ...}``, the F1 at that threshold.
         """
         pairs = [(eg, _question_of(eg)) for eg in examples]
-        pairs = [(eg, q) for eg, q in pairs if _has_text(q) and eg.reference.text.strip()]
+        pairs = [(eg, q) for eg, q in pairs if has_text(q) and eg.reference.text.strip()]
         predictions = self._predict_pairs(
             [q for _, q in pairs], [eg.reference.text for eg, _ in pairs], top_k=1, allow_no_answer=False
         )
@@ -403,7 +399,3 @@ def _cross_entropy(ops, logits, mask, targets):
 
 def _question_of(eg: Example) -> Optional[str]:
     return eg.predicted._.question or eg.reference._.question
-
-
-def _has_text(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())

@@ -20,25 +20,39 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..batching import ReadAheadPipe
+from ..encoder.loading import DEFAULT_ENCODER
+from ..encoder.weights_file import OwnEncoderSerialization
 from ..errors import UserError
-from ..extensions import install_extensions
-from ..weights_file import OwnEncoderSerialization
+from ..extensions import has_text, install_extensions
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
-from .model import Seq2SeqBatch, make_batch, translate
+from .batch import Seq2SeqBatch, make_batch
+from .generate import translate
 
-DEFAULT_CONFIG_STR = """
-[model]
+DEFAULT_CONFIG_STR = f"""
+[mbert_translator]
+target_lang = "en"
+num_beams = 4
+max_length = 64
+length_penalty = 1.0
+no_repeat_ngram_size = 0
+max_source_length = 128
+max_target_length = 64
+label_smoothing = 0.1
+batch_size = 16
+sort_buffer = 256
+
+[mbert_translator.model]
 @architectures = "spacy-mbert.Bert2Bert.v1"
-name = "bert-base-multilingual-cased"
+name = "{DEFAULT_ENCODER}"
 share_weights = false
 restrict_vocab = true
 init_from_pretrained = true
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
+tokenizer_config = {{"use_fast": true}}
+transformer_config = {{}}
 mixed_precision = false
-grad_scaler_config = {}
+grad_scaler_config = {{}}
 
-[scorer]
+[mbert_translator.scorer]
 @scorers = "spacy-mbert.translation_scorer.v1"
 bleu_tokenize = null
 """
@@ -49,20 +63,7 @@ DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
 @Language.factory(
     "mbert_translator",
     assigns=["doc._.translation"],
-    default_config={
-        "model": DEFAULT_CONFIG["model"],
-        "target_lang": "en",
-        "num_beams": 4,
-        "max_length": 64,
-        "length_penalty": 1.0,
-        "no_repeat_ngram_size": 0,
-        "max_source_length": 128,
-        "max_target_length": 64,
-        "label_smoothing": 0.1,
-        "batch_size": 16,
-        "sort_buffer": 256,
-        "scorer": DEFAULT_CONFIG["scorer"],
-    },
+    default_config=DEFAULT_CONFIG["mbert_translator"],
     default_score_weights={"translation_bleu": 0.5, "translation_chrf": 0.5, "translation_per_lang": None},
 )
 def make_translator(
@@ -214,7 +215,7 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         pairs = [
             (eg.predicted.text, eg.reference._.translation)
             for eg in examples
-            if eg.predicted.text.strip() and _is_text(eg.reference._.translation)
+            if eg.predicted.text.strip() and has_text(eg.reference._.translation)
         ]
         if not pairs:
             return losses
@@ -243,15 +244,11 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         nlp (Optional[Language]): The pipeline (unused).
         """
         validate_get_examples(get_examples, "Translator.initialize")
-        targets = [eg.reference._.translation for eg in get_examples() if _is_text(eg.reference._.translation)]
+        targets = [eg.reference._.translation for eg in get_examples() if has_text(eg.reference._.translation)]
         self.model.initialize(Y=targets)
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError("mbert_translator has no labels.")
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
 
 
 def _check_settings(

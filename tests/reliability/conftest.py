@@ -22,7 +22,7 @@ from spacy.util import fix_random_seed, load_config, load_model_from_config, min
 
 # Register the translation factory even where installed entry points predate it (no-op otherwise).
 import spacy_mbert.translation.component  # noqa: F401
-import spacy_mbert.translation.model  # noqa: F401
+import spacy_mbert.translation.architecture  # noqa: F401
 
 from ..conftest import ROOT, blank_xx
 

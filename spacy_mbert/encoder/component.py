@@ -17,7 +17,7 @@ from spacy_transformers.pipeline_component import Transformer, install_extension
 from spacy_transformers.util import batch_by_length
 from thinc.api import Config, Model
 
-from .batching import read_ahead
+from ..batching import read_ahead
 from .weights_file import weights_beside
 
 DEFAULT_CONFIG_STR = """
