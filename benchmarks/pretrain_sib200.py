@@ -18,8 +18,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-from common import DEFAULT_SHARED_DATA, RESULTS, ROOT, machine_info, markdown_table, minutes, pin_threads, read_jsonl, require_dir, stopwatch
+from common import (
+    DEFAULT_SHARED_DATA,
+    RESULTS,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    read_jsonl,
+    require_dir,
+    stopwatch,
+)
 from sib200_textcat import LANGS
 
 

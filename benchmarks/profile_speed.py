@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import typer
-
 from common import DEFAULT_SHARED_DATA, ROOT, pin_threads, read_jsonl
 
 LIBRARIES = "spacy_mbert|spacy_transformers|spacy/|thinc|tokenization_utils_base.py:2772"

@@ -37,10 +37,17 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import typer
-
 from common import (
-    RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads,
-    read_jsonl, require_dir, stopwatch,
+    DEFAULT_SHARED_DATA,
+    RESULTS,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    read_jsonl,
+    require_dir,
+    stopwatch,
 )
 
 LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans", "arb_Arab", "hin_Deva",

@@ -49,8 +49,16 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import typer
-
-from common import RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, pin_threads, read_jsonl, require_dir
+from common import (
+    DEFAULT_SHARED_DATA,
+    RESULTS,
+    ROOT,
+    machine_info,
+    markdown_table,
+    pin_threads,
+    read_jsonl,
+    require_dir,
+)
 
 SIB_LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans", "arb_Arab", "hin_Deva",
              "rus_Cyrl", "jpn_Jpan", "swh_Latn", "tur_Latn", "vie_Latn"]
@@ -118,7 +126,7 @@ def build_mbert_shape(out: Path, texts: Sequence[Path]) -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    from spacy_mbert.encoders.tiny import build_tiny
+    from spacy_mbert.checkpoints.tiny import build_tiny
 
     print(f"building a random M-BERT-shaped encoder in {out} ...", flush=True)
     build_tiny(out, texts=list(texts), vocab_size=30000, hidden_size=8, num_layers=1, num_heads=1, intermediate_size=8)

@@ -42,9 +42,16 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import typer
-
 from common import (
-    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
+    DEFAULT_SHARED_DATA,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    require_dir,
+    stopwatch,
+    write_results,
 )
 
 TRAINED = ["deu", "fra", "spa", "ita", "por", "nld", "pol"]

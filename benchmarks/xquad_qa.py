@@ -35,9 +35,16 @@ from pathlib import Path
 from typing import Dict, List
 
 import typer
-
 from common import (
-    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
+    DEFAULT_SHARED_DATA,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    require_dir,
+    stopwatch,
+    write_results,
 )
 
 LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"]
@@ -83,8 +90,8 @@ def score(predictions: Dict[str, str], tests: Dict[str, List[dict]]) -> Dict[str
 
 
 def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests) -> dict:
-    from spacy.cli.train import train
     import spacy
+    from spacy.cli.train import train
 
     from spacy_mbert.convert import convert
 
@@ -223,7 +230,12 @@ def predict_hf(model, tokenizer, questions: List[dict], *, max_length: int, stri
 def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests, max_length: int,
            stride: int, seed: int = 42) -> dict:
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        get_linear_schedule_with_warmup,
+    )
 
     torch.manual_seed(seed)
     random.seed(seed)

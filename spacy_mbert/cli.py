@@ -55,11 +55,11 @@ def init_encoder(
     Use the directory as `name` of spacy-mbert.MBertTransformer.v1 or any task head.
     """
     if kind is EncoderKind.e5_small:
-        from .encoders.e5_small import build_e5_small
+        from .checkpoints.e5_small import build_e5_small
 
         path = build_e5_small(out_dir)
     else:
-        from .encoders.tiny import build_tiny
+        from .checkpoints.tiny import build_tiny
 
         path = build_tiny(
             out_dir, texts=text, vocab_size=vocab_size, hidden_size=hidden_size,

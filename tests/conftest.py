@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from spacy_mbert.checkpoints.tiny import build_tiny
 from spacy_mbert.convert import make_nlp
-from spacy_mbert.encoders.tiny import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -21,10 +21,11 @@ def corpus_text_files():
     return files
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny models run fastest on one thread; with 2+ threads on a busy 2-core machine,
-    OpenMP spin-waiting makes them 10-50x slower."""
+    OpenMP spin-waiting makes them 10-50x slower. Session-wide, so that session and
+    module fixtures (tiny encoders, trained pipelines) run on one thread too."""
     import torch
 
     threads = torch.get_num_threads()

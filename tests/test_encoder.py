@@ -4,8 +4,8 @@ import numpy
 import pytest
 import spacy
 
+from spacy_mbert.checkpoints.tiny import build_tiny
 from spacy_mbert.encoder import load_pretrained
-from spacy_mbert.encoders.tiny import build_tiny
 from spacy_mbert.errors import EncoderNotFoundError, UserError
 
 from .conftest import corpus_text_files, run_python, transformer_pipeline

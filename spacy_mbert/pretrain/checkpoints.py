@@ -14,7 +14,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import numpy
 import torch
@@ -88,3 +88,25 @@ def restore_rng_state(state: Mapping[str, Any], mask_rng, sampler, device: torch
         torch.cuda.set_rng_state(state["cuda"], device)
     mask_rng.bit_generator.state = state["mask"]
     sampler.load_state_dict(state["sampler"])
+
+
+def write_json_lines(path: Path, records: Sequence[Mapping]) -> None:
+    """Write one JSON object per line (the run's logs and held-out documents)."""
+    with path.open("w", encoding="utf8") as file:
+        for record in records:
+            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the records up to ``last_step`` (drop those an interruption left after the checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by the interruption
+        if record.get("step", 0) <= last_step:
+            kept.append(record)
+    write_json_lines(path, kept)

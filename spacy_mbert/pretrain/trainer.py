@@ -14,29 +14,34 @@ generator and the data sampler's position from the newest checkpoint, so the
 steps after it are the ones an uninterrupted run takes (bit for bit on CPU).
 """
 
-import contextlib
 import json
 import math
-import os
-import random
-import re
 import shutil
 import sys
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy
 import torch
 
 from ..errors import UserError
 from . import data as data_mod
-from .config import PretrainConfig, resolve_config, trajectory_differences
-from .checkpoints import CHECKPOINTS, STATE_JSON, STATE_PT, find_checkpoints, restore_rng_state, rng_state, save_checkpoint
-from .evaluation import EVAL_SEED, autocast, check_max_length, collate, evaluate_packed, evaluate_perplexity, format_eval
+from .checkpoints import (
+    CHECKPOINTS,
+    STATE_JSON,
+    STATE_PT,
+    find_checkpoints,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    truncate_log,
+    write_json_lines,
+)
+from .config import resolve_config, trajectory_differences
+from .evaluation import EVAL_SEED, autocast, check_max_length, collate, evaluate_packed, format_eval
 from .masking import mask_tokens
 from .runtime import ADAM_BETAS, ADAM_EPS, build_optimizer, lr_lambda, seed_everything, select_device
 
@@ -183,25 +188,6 @@ class _Run:
             self.train_data, extra=[f"eval:{d.lang}:{d.text}" for d in heldout]
         )
 
-    def _write_json_lines(self, path: Path, records: Sequence[Mapping]) -> None:
-        with path.open("w", encoding="utf8") as file:
-            for record in records:
-                file.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-    def _truncate_log(self, path: Path, last_step: int) -> None:
-        """Keep the records up to ``last_step`` (drop those an interruption left after the checkpoint)."""
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text(encoding="utf8").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut off by the interruption
-            if record.get("step", 0) <= last_step:
-                kept.append(record)
-        self._write_json_lines(path, kept)
-
     def _write_run_files(self, tokenizer, sampler) -> None:
         from transformers import __version__ as transformers_version
 
@@ -234,7 +220,7 @@ class _Run:
             "versions": {"torch": torch.__version__, "transformers": transformers_version},
         }
         (self.output_dir / CONFIG_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
-        self._write_json_lines(
+        write_json_lines(
             self.output_dir / HELDOUT, [{"text": d.text, "lang": d.lang} for d in self.heldout_docs]
         )
 
@@ -311,8 +297,8 @@ class _Run:
         if state.scaler is not None and saved.get("scaler"):
             state.scaler.load_state_dict(saved["scaler"])
         restore_rng_state(saved["rng"], state.mask_rng, state.sampler, self.device)
-        self._truncate_log(self.output_dir / TRAIN_LOG, self.start_step)
-        self._truncate_log(self.output_dir / EVAL_LOG, self.start_step)
+        truncate_log(self.output_dir / TRAIN_LOG, self.start_step)
+        truncate_log(self.output_dir / EVAL_LOG, self.start_step)
         self.log(f"Resuming from {self.checkpoint} (step {self.start_step} of {self.cfg.max_steps}).")
 
     def _start_afresh(self) -> None:

@@ -29,12 +29,10 @@ from ..encoder.owned import get_shim
 from ..encoder.weights_file import OwnEncoderSerialization
 from ..errors import UserError
 from ..extensions import has_text, install_extensions
+from .convert import ANSWER_LABEL, ANSWER_SPANS_KEY
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
 from .scorer import f1, gold_texts, max_over_golds, score_qa
-
-ANSWER_SPANS_KEY = "answers"
-ANSWER_LABEL = "ANSWER"
 
 DEFAULT_CONFIG_STR = f"""
 [mbert_qa]

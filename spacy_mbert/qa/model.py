@@ -24,7 +24,15 @@ from thinc.types import Floats2d
 from transformers import AutoModelForQuestionAnswering
 
 from ..encoder.loading import DEFAULT_ENCODER, load_pretrained
-from ..encoder.owned import empty_hf_objects, get_shim, get_tokenizer, get_transformer, inference, owned_encoder, position_limit
+from ..encoder.owned import (
+    empty_hf_objects,
+    get_shim,
+    get_tokenizer,
+    get_transformer,
+    inference,
+    owned_encoder,
+    position_limit,
+)
 from ..encoder.shim import MBertShim
 from ..errors import UserError
 from .features import PaddedBatch, check_window_settings

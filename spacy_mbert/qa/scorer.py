@@ -24,10 +24,15 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from spacy.language import Language
+from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
+
+from ..task_registry import UNDETERMINED, Metric, clear_placeholder_langs, task_scorer
 
 _SQUAD_PUNCT = frozenset(string.punctuation)
 _MLQA_ARTICLES = {
@@ -189,3 +194,34 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
 def make_qa_scorer() -> Callable[..., Dict[str, Any]]:
     """The scorer of the ``mbert_qa`` component: SQuAD EM/F1 with per-language normalization."""
     return score_qa
+
+
+# --------------------------------------------------------------------------- spacy-mbert evaluate
+# The "mbert_qa" task of ``spacy_mbert.evaluate`` (see ``task_registry.py``).
+
+
+def score_for_evaluate(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
+    """SQuAD exact match and F1: max over the gold answers, MLQA normalization per language."""
+    scores = score_qa(examples)
+    return {"qa_exact": scores["qa_exact"], "qa_f1": scores["qa_f1"]}
+
+
+def read_references(
+    path: Path, *, nlp: Language, pipe: Any, lang: Optional[str], labels: Optional[Sequence[str]]
+) -> List[Doc]:
+    """Read SQuAD JSON (``data[].paragraphs[].qas[]``) into reference docs.
+
+    Articles without a language code (and no ``lang``) get ``doc._.lang = None``.
+    """
+    from .convert import read_squad
+
+    return clear_placeholder_langs(read_squad(path, nlp=nlp, lang=lang or UNDETERMINED))
+
+
+task_scorer(
+    "mbert_qa",
+    metrics=(Metric("qa_exact", "exact"), Metric("qa_f1", "F1")),
+    main="qa_f1",
+    read=read_references,
+    suffixes=(".json",),
+)(score_for_evaluate)

@@ -16,7 +16,6 @@ from spacy_mbert.pretrain.data import (
 
 from .conftest import ENGLISH, MULTILINGUAL
 
-
 # ----------------------------------------------------------------- reading
 
 

@@ -36,12 +36,7 @@ def assert_same_weights(dir_a, dir_b):
 @pytest.fixture(scope="module")
 def straight_run(tiny_wordpiece_dir, tmp_path_factory):
     """8 steps without interruption."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see conftest.one_torch_thread
-    try:
-        return pretrain(tiny_wordpiece_dir, tmp_path_factory.mktemp("straight") / "out", **RESUME_SETTINGS)
-    finally:
-        torch.set_num_threads(threads)
+    return pretrain(tiny_wordpiece_dir, tmp_path_factory.mktemp("straight") / "out", **RESUME_SETTINGS)
 
 
 def test_from_scratch_lowers_heldout_loss_and_writes_a_usable_checkpoint(tiny_wordpiece_dir, tmp_path):

@@ -19,8 +19,8 @@ import pytest
 from spacy_transformers.span_getters import get_strided_spans
 
 from spacy_mbert.encoder import MBertShim
-from spacy_mbert.layers import content_positions
 from spacy_mbert.qa.model import get_transformer
+from spacy_mbert.textcat.layers import content_positions
 from spacy_mbert.translation.chunks import source_chunks
 from spacy_mbert.translation.detokenize import join_words
 

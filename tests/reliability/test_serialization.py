@@ -21,8 +21,8 @@ import spacy
 import torch
 from spacy.util import load_model_from_config
 
-from spacy_mbert.errors import UserError
 from spacy_mbert.encoder.weights_file import WEIGHTS_FILE
+from spacy_mbert.errors import UserError
 
 from ..conftest import blank_xx, run_python
 from .conftest import QUESTION

@@ -5,12 +5,12 @@ import os
 import random
 import subprocess
 import sys
-import tomllib
 from importlib import import_module
 from importlib.metadata import entry_points
 
 import pytest
 import spacy
+import tomllib
 from spacy.training import Example
 from thinc.api import fix_random_seed
 

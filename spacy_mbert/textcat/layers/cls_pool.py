@@ -29,7 +29,7 @@ from thinc.api import Model, get_array_module
 from thinc.types import Floats2d, Ints1d
 from transformers.file_utils import ModelOutput
 
-from ..errors import UserError
+from ...errors import UserError
 
 InT = List[TransformerData]
 OutT = Floats2d
