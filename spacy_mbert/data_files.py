@@ -76,7 +76,9 @@ def load_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         hint = " (expected one JSON document, not JSON Lines)" if err.msg == "Extra data" else ""
-        raise DataFormatError(f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}{hint}; fix the syntax there") from None
+        raise DataFormatError(
+            f"{path}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}{hint}; fix the syntax there"
+        ) from None
 
 
 def iter_lines(path: Path) -> Iterator[Tuple[int, str]]:

@@ -190,7 +190,12 @@ def find_task(nlp: Language, component: Optional[str] = None) -> Tuple[str, Any,
 
 
 def read_references(
-    data_path: Path, *, nlp: Language, pipe: Any, spec: TaskScorer, lang: Optional[str] = None,
+    data_path: Path,
+    *,
+    nlp: Language,
+    pipe: Any,
+    spec: TaskScorer,
+    lang: Optional[str] = None,
     labels: Optional[Sequence[str]] = None,
 ) -> List[Doc]:
     """Gold docs from a ``.spacy`` file/directory or a task-specific file; ``lang`` fills missing codes."""
@@ -200,7 +205,9 @@ def read_references(
         docs = spec.read(data_path, nlp=nlp, pipe=pipe, lang=lang, labels=labels)
     else:
         accepted = " or ".join((".spacy",) + spec.suffixes)
-        raise UserError(f"{data_path}: cannot read {data_path.suffix or 'this'} files for {spec.task}; pass a {accepted} file")
+        raise UserError(
+            f"{data_path}: cannot read {data_path.suffix or 'this'} files for {spec.task}; pass a {accepted} file"
+        )
     if not docs:
         raise UserError(f"{data_path}: no docs to evaluate; check the data file")
     if lang is not None:

@@ -206,7 +206,11 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
             # A bare tokenizer.json (no tokenizer_config.json/config.json to name the class).
             return _backend_from_json((path / "tokenizer.json").read_text(encoding="utf8"))
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        where = "a directory without a loadable tokenizer" if path.is_dir() else "not a local directory, not in the Hugging Face cache, and not downloadable"
+        where = (
+            "a directory without a loadable tokenizer"
+            if path.is_dir()
+            else "not a local directory, not in the Hugging Face cache, and not downloadable"
+        )
         raise EncoderNotFoundError(
             f"Could not load the tokenizer of encoder '{name}': {where} ({reason}). {setting} to the "
             f"transformer's checkpoint directory, e.g. after `spacy-mbert init-encoder e5-small encoders/e5-small`."

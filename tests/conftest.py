@@ -43,9 +43,7 @@ def tiny_wordpiece_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_unigram_dir(tmp_path_factory) -> Path:
     """An XLM-R-style checkpoint whose tokenizer is only a tokenizer.json (like multilingual-e5)."""
-    return build_tiny(
-        tmp_path_factory.mktemp("tiny-unigram"), texts=corpus_text_files(), tokenizer_type="unigram"
-    )
+    return build_tiny(tmp_path_factory.mktemp("tiny-unigram"), texts=corpus_text_files(), tokenizer_type="unigram")
 
 
 THAI_SENTENCES = [
@@ -85,9 +83,7 @@ def offline_env(tmp_path):
 
 def run_python(code: str, env=None, cwd=None) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter; return the completed process (text output)."""
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def blank_xx():

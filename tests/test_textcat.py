@@ -156,10 +156,7 @@ def test_output_layers_get_the_cross_entropy_gradient():
         truths = numpy.eye(3, dtype="f")[[0, 1, 2, 1, 0]]
         if not exclusive:
             truths[[0, 3], 2] = 1.0
-        examples = [
-            Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))})
-            for row in truths
-        ]
+        examples = [Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))}) for row in truths]
         scores, backprop = head.begin_update(X)
         _, d_scores = component.get_loss(examples, scores)
         d_X = backprop(d_scores)

@@ -66,9 +66,7 @@ def make_mbert_transformer(
         batch them by length, so batches need less padding; docs still come out in
         input order. 0 reads ``batch_size`` docs, as spacy-transformers does.
     """
-    pipe = MBertTransformerPipe(
-        nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items
-    )
+    pipe = MBertTransformerPipe(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
     # An attribute, not in cfg: from_disk would restore a saved cfg over the config's value.
     pipe.sort_buffer = sort_buffer
     return pipe

@@ -77,7 +77,8 @@ class MBertShim(HFShim):
         mask = inputs.kwargs.get("attention_mask")
         tokenizer = self._hfmodel.tokenizer
         return (
-            isinstance(mask, torch.Tensor) and mask.dim() == 2
+            isinstance(mask, torch.Tensor)
+            and mask.dim() == 2
             and getattr(tokenizer, "padding_side", "right") == "right"
         )
 
@@ -152,9 +153,7 @@ class MBertShim(HFShim):
                 f"{first_line(error)}); re-save or re-download the pipeline."
             ) from None
         if not config_dict:
-            self._hfmodel = HFObjects(
-                None, None, None, msg["_init_tokenizer_config"], msg["_init_transformer_config"]
-            )
+            self._hfmodel = HFObjects(None, None, None, msg["_init_tokenizer_config"], msg["_init_transformer_config"])
             return self
         # Weights in their own file: their checksum is computed alongside what follows.
         check = _start_weights_check(self, msg) if msg.get(WEIGHTS_FILE_KEY) else None

@@ -110,7 +110,10 @@ def _split_rows(nested_spans, wordpieces: WordpieceBatch, align: Ragged, content
             new_nested[-1].extend([span] * rows_per_old_row[row])
             row += 1
     batch = WordpieceBatch(
-        strings=strings, input_ids=new_ids, attention_mask=new_mask,
-        lengths=[len(cols) for _, cols in new_rows], token_type_ids=new_types,
+        strings=strings,
+        input_ids=new_ids,
+        attention_mask=new_mask,
+        lengths=[len(cols) for _, cols in new_rows],
+        token_type_ids=new_types,
     )
     return new_nested, batch, new_align

@@ -68,8 +68,15 @@ def evaluate_perplexity(
     check_max_length(model, max_length)
     packed = data_mod.pack_documents(hf.tokenizer, documents, max_length)
     return evaluate_packed(
-        model, hf.tokenizer, packed, batch_size=batch_size, mask_prob=mask_prob,
-        whole_word_mask=whole_word_mask, seed=seed, device=device, dtype=dtype,
+        model,
+        hf.tokenizer,
+        packed,
+        batch_size=batch_size,
+        mask_prob=mask_prob,
+        whole_word_mask=whole_word_mask,
+        seed=seed,
+        device=device,
+        dtype=dtype,
     )
 
 
@@ -97,9 +104,16 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 @torch.no_grad()
 def evaluate_packed(
-    model, tokenizer, packed: Mapping[str, "data_mod.PackedLanguage"], *, batch_size: int = 16,
-    mask_prob: float = 0.15, whole_word_mask: bool = False, seed: int = EVAL_SEED,
-    device: torch.device = torch.device("cpu"), dtype: Optional[torch.dtype] = None,
+    model,
+    tokenizer,
+    packed: Mapping[str, "data_mod.PackedLanguage"],
+    *,
+    batch_size: int = 16,
+    mask_prob: float = 0.15,
+    whole_word_mask: bool = False,
+    seed: int = EVAL_SEED,
+    device: torch.device = torch.device("cpu"),
+    dtype: Optional[torch.dtype] = None,
 ) -> Dict[str, Any]:
     """Masked-LM loss per language with fixed, seeded masks (one generator per language)."""
     was_training = model.training
@@ -118,9 +132,14 @@ def evaluate_packed(
                 # Masked one sequence at a time: the masks do not depend on the batch size.
                 masked = [
                     mask_tokens(
-                        seq, numpy.isin(seq, special_ids), mask_prob=mask_prob, rng=rng,
-                        mask_token_id=tokenizer.mask_token_id, vocab_size=vocab_size,
-                        whole_word_ids=wid if whole_word_mask else None, special_token_ids=special_ids,
+                        seq,
+                        numpy.isin(seq, special_ids),
+                        mask_prob=mask_prob,
+                        rng=rng,
+                        mask_token_id=tokenizer.mask_token_id,
+                        vocab_size=vocab_size,
+                        whole_word_ids=wid if whole_word_mask else None,
+                        special_token_ids=special_ids,
                     )
                     for seq, wid in zip(sequences[start : start + batch_size], words[start : start + batch_size])
                 ]
@@ -133,8 +152,10 @@ def evaluate_packed(
                         attention_mask=torch.from_numpy(attention).to(device),
                     ).logits
                 loss = torch.nn.functional.cross_entropy(
-                    logits.float().view(-1, logits.shape[-1]), labels_t.view(-1),
-                    ignore_index=IGNORE_INDEX, reduction="sum",
+                    logits.float().view(-1, logits.shape[-1]),
+                    labels_t.view(-1),
+                    ignore_index=IGNORE_INDEX,
+                    reduction="sum",
                 )
                 loss_sum += float(loss)
                 n_tokens += int((labels_t != IGNORE_INDEX).sum())
@@ -176,6 +197,6 @@ def check_max_length(model, max_length: int) -> None:
 
     limit = position_limit(model.config)
     if limit is not None and max_length > limit:
-        raise UserError(f"--max-length {max_length} is longer than the model's {limit} positions; use --max-length {limit} or less.")
-
-
+        raise UserError(
+            f"--max-length {max_length} is longer than the model's {limit} positions; use --max-length {limit} or less."
+        )

@@ -160,7 +160,9 @@ class _Run:
         source = str(self.checkpoint) if self.checkpoint is not None else self.base_model
         hf = load_pretrained(source, {"use_fast": True}, {}, model_cls=AutoModelForMaskedLM)
         if hf.tokenizer.mask_token_id is None:
-            raise UserError(f"The tokenizer of '{source}' has no mask token; masked-LM pretraining needs one ([MASK] or <mask>).")
+            raise UserError(
+                f"The tokenizer of '{source}' has no mask token; masked-LM pretraining needs one ([MASK] or <mask>)."
+            )
         return hf.tokenizer, hf.transformer.to(self.device)
 
     def _read_data(self):
@@ -184,9 +186,7 @@ class _Run:
         self.train_data = data_mod.pack_documents(tokenizer, train, cfg.max_length)
         self.eval_data = data_mod.pack_documents(tokenizer, heldout, cfg.max_length) if heldout else {}
         self.heldout_docs = heldout
-        self.fingerprint = data_mod.fingerprint(
-            self.train_data, extra=[f"eval:{d.lang}:{d.text}" for d in heldout]
-        )
+        self.fingerprint = data_mod.fingerprint(self.train_data, extra=[f"eval:{d.lang}:{d.text}" for d in heldout])
 
     def _write_run_files(self, tokenizer, sampler) -> None:
         from transformers import __version__ as transformers_version
@@ -211,25 +211,35 @@ class _Run:
                 "fingerprint": self.fingerprint,
             },
             "optimizer": {
-                "name": "AdamW", "betas": list(ADAM_BETAS), "eps": ADAM_EPS,
-                "warmup_steps": self.warmup_steps, "schedule": "linear warmup, linear decay to 0",
+                "name": "AdamW",
+                "betas": list(ADAM_BETAS),
+                "eps": ADAM_EPS,
+                "warmup_steps": self.warmup_steps,
+                "schedule": "linear warmup, linear decay to 0",
                 "effective_batch_size": cfg.batch_size * cfg.grad_accum,
             },
             "device": str(self.device),
             "autocast_dtype": str(self.dtype).replace("torch.", "") if self.dtype else None,
             "versions": {"torch": torch.__version__, "transformers": transformers_version},
         }
-        (self.output_dir / CONFIG_JSON).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
-        write_json_lines(
-            self.output_dir / HELDOUT, [{"text": d.text, "lang": d.lang} for d in self.heldout_docs]
+        (self.output_dir / CONFIG_JSON).write_text(
+            json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf8"
         )
+        write_json_lines(self.output_dir / HELDOUT, [{"text": d.text, "lang": d.lang} for d in self.heldout_docs])
 
     def _evaluate(self, model, tokenizer, step: int) -> Optional[Dict[str, Any]]:
         if not self.eval_data:
             return None
         result = evaluate_packed(
-            model, tokenizer, self.eval_data, batch_size=self.cfg.batch_size, mask_prob=self.cfg.mask_prob,
-            whole_word_mask=self.cfg.whole_word_mask, seed=EVAL_SEED, device=self.device, dtype=self.dtype,
+            model,
+            tokenizer,
+            self.eval_data,
+            batch_size=self.cfg.batch_size,
+            mask_prob=self.cfg.mask_prob,
+            whole_word_mask=self.cfg.whole_word_mask,
+            seed=EVAL_SEED,
+            device=self.device,
+            dtype=self.dtype,
         )
         record = {"step": step, **result}
         with (self.output_dir / EVAL_LOG).open("a", encoding="utf8") as file:
@@ -318,8 +328,13 @@ class _Run:
             self._evaluate(state.model, state.tokenizer, 0)
         train_log = (self.output_dir / TRAIN_LOG).open("a", encoding="utf8")
         bar = tqdm(
-            total=cfg.max_steps, initial=step, desc="pretrain", unit="step", dynamic_ncols=True,
-            disable=None if self.progress else True, file=sys.stderr,
+            total=cfg.max_steps,
+            initial=step,
+            desc="pretrain",
+            unit="step",
+            dynamic_ncols=True,
+            disable=None if self.progress else True,
+            file=sys.stderr,
         )
         resumed_from = self.start_step if self.checkpoint is not None else None
         evaluated_at = step  # step 0 just now; a checkpoint's step before it was saved
@@ -364,11 +379,16 @@ class _Run:
             ids, attention, special, word_ids = collate(
                 [self.train_data[lang].input_ids[i] for lang, i in drawn],
                 [self.train_data[lang].word_ids[i] for lang, i in drawn],
-                pad_id, special_ids,
+                pad_id,
+                special_ids,
             )
             inputs, labels = mask_tokens(
-                ids, special, mask_prob=cfg.mask_prob, rng=state.mask_rng,
-                mask_token_id=tokenizer.mask_token_id, vocab_size=vocab_size,
+                ids,
+                special,
+                mask_prob=cfg.mask_prob,
+                rng=state.mask_rng,
+                mask_token_id=tokenizer.mask_token_id,
+                vocab_size=vocab_size,
                 whole_word_ids=word_ids if cfg.whole_word_mask else None,
                 special_token_ids=special_ids,
             )
@@ -400,7 +420,10 @@ class _Run:
             state.optimizer.step()
         state.scheduler.step()
         return {
-            "step": step + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm,
+            "step": step + 1,
+            "loss": step_loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
             "lang_counts": dict(sorted(lang_counts.items())),
         }
 
@@ -414,7 +437,10 @@ class _Run:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         save_checkpoint(
-            self.output_dir, step, state.model, state.tokenizer,
+            self.output_dir,
+            step,
+            state.model,
+            state.tokenizer,
             trainer_state={
                 "step": step,
                 "optimizer": state.optimizer.state_dict(),

@@ -108,11 +108,19 @@ def make_qa(
     scorer (Optional[Callable]): Scoring method; SQuAD EM/F1 per language by default.
     """
     return QuestionAnswerer(
-        nlp.vocab, model, name,
-        max_answer_length=max_answer_length, n_best_size=n_best_size, top_k=top_k,
-        allow_no_answer=allow_no_answer, null_threshold=null_threshold, align_to_words=align_to_words,
+        nlp.vocab,
+        model,
+        name,
+        max_answer_length=max_answer_length,
+        n_best_size=n_best_size,
+        top_k=top_k,
+        allow_no_answer=allow_no_answer,
+        null_threshold=null_threshold,
+        align_to_words=align_to_words,
         batch_size=batch_size,
-        max_batch_windows=max_batch_windows, sort_buffer=sort_buffer, scorer=scorer,
+        max_batch_windows=max_batch_windows,
+        sort_buffer=sort_buffer,
+        scorer=scorer,
     )
 
 
@@ -139,8 +147,11 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         """See ``make_qa`` for the arguments."""
         install_extensions()
         for setting, value in (
-            ("max_answer_length", max_answer_length), ("n_best_size", n_best_size), ("top_k", top_k),
-            ("batch_size", batch_size), ("max_batch_windows", max_batch_windows),
+            ("max_answer_length", max_answer_length),
+            ("n_best_size", n_best_size),
+            ("top_k", top_k),
+            ("batch_size", batch_size),
+            ("max_batch_windows", max_batch_windows),
         ):
             if value < 1:
                 raise UserError(f"'{name}': {setting} must be at least 1, got {value}; fix the component's config")
@@ -193,7 +204,9 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
             spans, scores = [], []
             for answer in answers:
                 # The offsets are the truth; a span is added only where tokens match them exactly.
-                span = doc.char_span(answer["start_char"], answer["end_char"], label=ANSWER_LABEL, alignment_mode="strict")
+                span = doc.char_span(
+                    answer["start_char"], answer["end_char"], label=ANSWER_LABEL, alignment_mode="strict"
+                )
                 if span is not None:
                     spans.append(span)
                     scores.append(answer["score"])
@@ -221,7 +234,11 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         return results[0] if single else results
 
     def _predict_pairs(
-        self, questions: Sequence[str], contexts: Sequence[str], *, top_k: Optional[int] = None,
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        *,
+        top_k: Optional[int] = None,
         allow_no_answer: Optional[bool] = None,
     ) -> List[Prediction]:
         if not questions:
@@ -235,8 +252,11 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         return [
             decode(
                 contexts[i],
-                [starts[w] for w in ws], [ends[w] for w in ws], [windows[w].offsets for w in ws],
-                n_best_size=cfg["n_best_size"], max_answer_length=cfg["max_answer_length"],
+                [starts[w] for w in ws],
+                [ends[w] for w in ws],
+                [windows[w].offsets for w in ws],
+                n_best_size=cfg["n_best_size"],
+                max_answer_length=cfg["max_answer_length"],
                 top_k=cfg["top_k"] if top_k is None else top_k,
                 allow_no_answer=cfg["allow_no_answer"] if allow_no_answer is None else allow_no_answer,
                 null_threshold=cfg["null_threshold"],
@@ -248,8 +268,12 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     def _encode(self, questions, contexts, answers=None) -> List[Window]:
         attrs = self.model.attrs
         return encode_pairs(
-            self.tokenizer, questions, contexts, answers=answers,
-            max_seq_length=attrs["max_seq_length"], doc_stride=attrs["doc_stride"],
+            self.tokenizer,
+            questions,
+            contexts,
+            answers=answers,
+            max_seq_length=attrs["max_seq_length"],
+            doc_stride=attrs["doc_stride"],
         )
 
     def _logits(self, windows: List[Window]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray]]:
@@ -316,7 +340,9 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
             chunk_windows = [windows[w] for w in chunk]
             batch = pad_windows(chunk_windows, pad_id)
             logits, backprop = self.model.begin_update(batch)
-            loss, d_logits = self.get_loss(examples, (chunk_windows, batch.attention_mask, logits), n_windows=len(windows))
+            loss, d_logits = self.get_loss(
+                examples, (chunk_windows, batch.attention_mask, logits), n_windows=len(windows)
+            )
             backprop(d_logits)
             losses[self.name] += loss
         if sgd is not None:

@@ -50,7 +50,9 @@ def _squad_data(root: Any, path: Path) -> List[Any]:
     if not isinstance(root, dict):
         raise DataFormatError(f'{path}: expected a SQuAD JSON object {{"data": [...]}}, got {json_type(root)}')
     if "data" not in root:
-        raise DataFormatError(f'{path}: "data" is missing; a SQuAD file looks like {{"version": "v2.0", "data": [...]}}')
+        raise DataFormatError(
+            f'{path}: "data" is missing; a SQuAD file looks like {{"version": "v2.0", "data": [...]}}'
+        )
     if not isinstance(root["data"], list):
         raise DataFormatError(f'{path}: "data" must be a list of articles, got {json_type(root["data"])}')
     return root["data"]
@@ -146,14 +148,16 @@ def _squad_answer(answer: Any, context: str, where: str) -> Dict[str, Any]:
     text = get_text(answer, "text", where=where, what="answer text")
     start = answer.get("answer_start")
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise DataFormatError(f'{where}.answer_start must be a character offset (an integer >= 0), got {start!r}; fix it')
+        raise DataFormatError(
+            f"{where}.answer_start must be a character offset (an integer >= 0), got {start!r}; fix it"
+        )
     quoted = json.dumps(text, ensure_ascii=False)
     if start + len(text) > len(context):
         raise DataFormatError(
             f"{where}.answer_start={start} + the {len(text)} characters of {quoted} run past the end of the "
             f"context ({len(context)} characters); {_start_fix(context, text)}"
         )
-    found = context[start:start + len(text)]
+    found = context[start : start + len(text)]
     if found != text:
         raise DataFormatError(
             f"{where}.answer_start={start} does not point at the answer text {quoted} "
@@ -181,7 +185,9 @@ def _squad_doc(base: Doc, qa: Any, *, path: Path, loc: str, lang: str, seen_ids:
     doc._.question = question
     doc._.answers = answers
     doc.user_data["qa_id"] = qid
-    spans = [doc.char_span(a["start_char"], a["end_char"], label=ANSWER_LABEL, alignment_mode="strict") for a in answers]
+    spans = [
+        doc.char_span(a["start_char"], a["end_char"], label=ANSWER_LABEL, alignment_mode="strict") for a in answers
+    ]
     doc.spans[ANSWER_SPANS_KEY] = [span for span in spans if span is not None]
     return doc
 

@@ -52,7 +52,10 @@ _CHAR_TOKEN_RANGES = (
     (0x4E00, 0x9FA5),  # MLQA's Chinese range, first: the official zh behaviour.
     (0x3040, 0x30FF),  # Hiragana, Katakana
     (0x31F0, 0x31FF),  # Katakana phonetic extensions
-    (0x3400, 0x4DBF), (0x9FA6, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F),  # more CJK ideographs
+    (0x3400, 0x4DBF),
+    (0x9FA6, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2FA1F),  # more CJK ideographs
     (0x0E00, 0x0E7F),  # Thai
     (0x0E80, 0x0EFF),  # Lao
     (0x1780, 0x17FF),  # Khmer
@@ -172,7 +175,9 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
     n = 0
     for eg in examples:
         lang = eg.reference._.lang or eg.predicted._.lang
-        exact, f1_value = score_question(prediction_text(eg.predicted._.answers), gold_texts(eg.reference._.answers), lang)
+        exact, f1_value = score_question(
+            prediction_text(eg.predicted._.answers), gold_texts(eg.reference._.answers), lang
+        )
         group = totals[lang or "unknown"]
         group[0] += exact
         group[1] += f1_value

@@ -58,7 +58,9 @@ def read_labels(path: PathLike) -> List[str]:
     path = input_file(path, what="labels file")
     data = load_json(path)
     if not isinstance(data, list):
-        raise DataFormatError(f'{path}: expected a JSON list of labels like ["negative", "positive"], got {json_type(data)}')
+        raise DataFormatError(
+            f'{path}: expected a JSON list of labels like ["negative", "positive"], got {json_type(data)}'
+        )
     return check_label_set(data, where=str(path))
 
 
@@ -121,7 +123,9 @@ def _label_style(obj: Dict[str, Any], where: str) -> str:
         return "label"
     if "labels" in obj:
         return "labels"
-    raise DataFormatError(f'{where}: no label field; add "label": "..." (one class per text) or "labels": [...] (several)')
+    raise DataFormatError(
+        f'{where}: no label field; add "label": "..." (one class per text) or "labels": [...] (several)'
+    )
 
 
 def _get_gold_labels(obj: Dict[str, Any], style: str, where: str) -> List[str]:
@@ -132,7 +136,9 @@ def _get_gold_labels(obj: Dict[str, Any], style: str, where: str) -> List[str]:
         return [value]
     values = obj["labels"]
     if not isinstance(values, list):
-        raise DataFormatError(f'{where}: "labels" must be a list of strings, got {json_type(values)}; write "labels": ["..."]')
+        raise DataFormatError(
+            f'{where}: "labels" must be a list of strings, got {json_type(values)}; write "labels": ["..."]'
+        )
     if not values:
         raise DataFormatError(f'{where}: "labels" is empty; list at least one label')
     for i, value in enumerate(values):

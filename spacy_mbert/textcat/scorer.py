@@ -34,7 +34,9 @@ def check_textcat_labels(refs: Sequence[Doc], pipe: Any, data_path: Path) -> Non
             f"evaluate with data for this model or retrain it with these labels"
         )
     if not _positive_gold_labels(refs):
-        raise UserError(f"{data_path}: no doc has a gold label in doc.cats; convert the data with `spacy-mbert convert textcat`")
+        raise UserError(
+            f"{data_path}: no doc has a gold label in doc.cats; convert the data with `spacy-mbert convert textcat`"
+        )
 
 
 def read_textcat_for_eval(
@@ -94,13 +96,17 @@ def read_textcat_minimal(
                 raise DataFormatError(f'{where}: no language code: add a "lang" field or pass --lang XX')
             records.append((where, text, gold, record_lang))
     if not records:
-        raise DataFormatError(f'{path}: no examples; add one JSON object per line, like {{"text": "...", "label": "..."}}')
+        raise DataFormatError(
+            f'{path}: no examples; add one JSON object per line, like {{"text": "...", "label": "..."}}'
+        )
     label_set = list(labels) if labels is not None else sorted({label for _, _, gold, _ in records for label in gold})
     docs = []
     for where, text, gold, record_lang in records:
         extra = sorted(set(gold) - set(label_set))
         if extra:
-            raise DataFormatError(f"{where}: label {extra[0]!r} is not in the label set ({', '.join(label_set)}); fix it")
+            raise DataFormatError(
+                f"{where}: label {extra[0]!r} is not in the label set ({', '.join(label_set)}); fix it"
+            )
         doc = nlp.make_doc(text)
         doc._.lang = record_lang
         doc.cats = {label: 1.0 if label in gold else 0.0 for label in label_set}

@@ -37,7 +37,6 @@ its backprop callback carries the gradient into the PyTorch model through the
 shim, so the component's ``finish_update`` applies spaCy's optimizer.
 """
 
-
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch

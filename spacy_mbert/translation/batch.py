@@ -89,9 +89,7 @@ def encode_sources(model: Model, texts: Sequence[str], *, max_source_length: int
     """``{"input_ids", "attention_mask"}`` for the encoder (padded, truncated), on the model's device."""
     shim = get_shim(model)
     max_length = source_limit(shim, max_source_length)
-    encoded = shim.tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-    )
+    encoded = shim.tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return {key: encoded[key].to(shim.device) for key in ("input_ids", "attention_mask")}
 
 

@@ -110,10 +110,20 @@ def make_translator(
         (BLEU and chrF per source language); ``spacy-mbert.translation_scorer.v1``.
     """
     return Translator(
-        nlp.vocab, model, name=name, target_lang=target_lang, num_beams=num_beams, max_length=max_length,
-        length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        max_source_length=max_source_length, max_target_length=max_target_length,
-        label_smoothing=label_smoothing, batch_size=batch_size, sort_buffer=sort_buffer, scorer=scorer,
+        nlp.vocab,
+        model,
+        name=name,
+        target_lang=target_lang,
+        num_beams=num_beams,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        max_source_length=max_source_length,
+        max_target_length=max_target_length,
+        label_smoothing=label_smoothing,
+        batch_size=batch_size,
+        sort_buffer=sort_buffer,
+        scorer=scorer,
     )
 
 
@@ -150,9 +160,14 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     ):
         install_extensions()
         _check_settings(
-            target_lang=target_lang, num_beams=num_beams, max_length=max_length,
-            no_repeat_ngram_size=no_repeat_ngram_size, max_source_length=max_source_length,
-            max_target_length=max_target_length, label_smoothing=label_smoothing, batch_size=batch_size,
+            target_lang=target_lang,
+            num_beams=num_beams,
+            max_length=max_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_source_length=max_source_length,
+            max_target_length=max_target_length,
+            label_smoothing=label_smoothing,
+            batch_size=batch_size,
         )
         self.vocab = vocab
         self.model = model
@@ -180,9 +195,14 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         """
         docs = list(docs)
         return translate(
-            self.model, [doc.text for doc in docs], target_lang=self.target_lang, num_beams=self.num_beams,
-            max_length=self.max_length, length_penalty=self.length_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size, max_source_length=self.max_source_length,
+            self.model,
+            [doc.text for doc in docs],
+            target_lang=self.target_lang,
+            num_beams=self.num_beams,
+            max_length=self.max_length,
+            length_penalty=self.length_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            max_source_length=self.max_source_length,
             batch_size=self.batch_size,
         )
 
@@ -220,8 +240,11 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         if not pairs:
             return losses
         batch = make_batch(
-            self.model, [source for source, _ in pairs], [target for _, target in pairs],
-            max_source_length=self.max_source_length, max_target_length=self.max_target_length,
+            self.model,
+            [source for source, _ in pairs],
+            [target for _, target in pairs],
+            max_source_length=self.max_source_length,
+            max_target_length=self.max_target_length,
             label_smoothing=self.label_smoothing,
         )
         loss, backprop = self.model.begin_update(batch)
@@ -252,12 +275,19 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
 
 
 def _check_settings(
-    *, target_lang: str, num_beams: int, max_length: int, no_repeat_ngram_size: int, max_source_length: int,
-    max_target_length: int, label_smoothing: float, batch_size: int,
+    *,
+    target_lang: str,
+    num_beams: int,
+    max_length: int,
+    no_repeat_ngram_size: int,
+    max_source_length: int,
+    max_target_length: int,
+    label_smoothing: float,
+    batch_size: int,
 ) -> None:
     problems = []
     if not isinstance(target_lang, str) or not target_lang.strip():
-        problems.append(f"target_lang must be a language code like \"en\" (got {target_lang!r})")
+        problems.append(f'target_lang must be a language code like "en" (got {target_lang!r})')
     if num_beams < 1:
         problems.append(f"num_beams must be >= 1 (got {num_beams})")
     if max_length < 2:

@@ -79,7 +79,9 @@ def lang_from_filename(path: PathLike) -> Optional[str]:
 def _parse_tsv_pairs(path: Path, *, lang: Optional[str]) -> List[_PairRecord]:
     lang = lang or lang_from_filename(path)
     if lang is None:
-        raise DataFormatError(f"{path}: no language code: pass --lang XX or name the file <src>-<tgt>.tsv (e.g. de-en.tsv)")
+        raise DataFormatError(
+            f"{path}: no language code: pass --lang XX or name the file <src>-<tgt>.tsv (e.g. de-en.tsv)"
+        )
     records = []
     for lineno, line in iter_lines(path):
         where = f"{path}:{lineno}"
@@ -91,7 +93,9 @@ def _parse_tsv_pairs(path: Path, *, lang: Optional[str]) -> List[_PairRecord]:
             )
         for index, (name, value) in enumerate(zip(("source", "target"), columns), start=1):
             if not value.strip():
-                raise DataFormatError(f"{where}: column {index} ({name}) is empty; add the {name} text or remove the line")
+                raise DataFormatError(
+                    f"{where}: column {index} ({name}) is empty; add the {name} text or remove the line"
+                )
         records.append(_PairRecord(where, columns[0], columns[1], lang))
     return records
 

@@ -110,10 +110,13 @@ def translate(
         warnings.warn(
             f"mbert_translator: {len(too_long)} source(s) of up to {max(too_long)} wordpieces are cut to "
             f"max_source_length ({max_source}); the rest of them is not translated. Raise max_source_length, "
-            f"or use a fast tokenizer (tokenizer_config = {{\"use_fast\": true}}) so long sentences are split."
+            f'or use a fast tokenizer (tokenizer_config = {{"use_fast": true}}) so long sentences are split.'
         )
     config = generation_config(
-        model, num_beams=num_beams, max_length=max_length, length_penalty=length_penalty,
+        model,
+        num_beams=num_beams,
+        max_length=max_length,
+        length_penalty=length_penalty,
         no_repeat_ngram_size=no_repeat_ngram_size,
     )
     translations: List[str] = [""] * len(sources)
@@ -125,7 +128,9 @@ def translate(
     for (i, _), translation in zip(sources, translations):
         parts.setdefault(i, []).append(translation)
     for i, translated in parts.items():
-        results[i] = translated[0] if len(translated) == 1 else join_words(translated, target_lang, only_no_space_rule=True)
+        results[i] = (
+            translated[0] if len(translated) == 1 else join_words(translated, target_lang, only_no_space_rule=True)
+        )
     return results
 
 

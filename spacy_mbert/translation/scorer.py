@@ -30,8 +30,16 @@ from ..task_registry import UNDETERMINED, Metric, clear_placeholder_langs, task_
 UNKNOWN_LANG = "unknown"
 # BLEU tokenizer for targets that need something other than "13a".
 BLEU_TOKENIZE_BY_LANG = {
-    "zh": "zh", "yue": "zh", "wuu": "zh", "cmn": "zh", "lzh": "zh",
-    "ja": "char", "th": "char", "lo": "char", "km": "char", "my": "char",
+    "zh": "zh",
+    "yue": "zh",
+    "wuu": "zh",
+    "cmn": "zh",
+    "lzh": "zh",
+    "ja": "char",
+    "th": "char",
+    "lo": "char",
+    "km": "char",
+    "my": "char",
 }
 DEFAULT_BLEU_TOKENIZE = "13a"
 
@@ -89,8 +97,7 @@ def score_translations(
         "translation_bleu": overall["bleu"],
         "translation_chrf": overall["chrf"],
         "translation_per_lang": {
-            lang: {**corpus_scores(groups[lang], tokenize=tokenize), "n": len(groups[lang])}
-            for lang in sorted(groups)
+            lang: {**corpus_scores(groups[lang], tokenize=tokenize), "n": len(groups[lang])} for lang in sorted(groups)
         },
     }
 
@@ -132,7 +139,9 @@ def _sacrebleu():
 def score_for_evaluate(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
     """BLEU and chrF (fractions) for one group of examples, with the pipe's target language and scorer settings."""
     bleu_tokenize = getattr(getattr(pipe, "scorer", None), "keywords", {}).get("bleu_tokenize")
-    scores = score_translations(examples, target_lang=getattr(pipe, "cfg", {}).get("target_lang"), bleu_tokenize=bleu_tokenize)
+    scores = score_translations(
+        examples, target_lang=getattr(pipe, "cfg", {}).get("target_lang"), bleu_tokenize=bleu_tokenize
+    )
     return {"translation_bleu": scores["translation_bleu"], "translation_chrf": scores["translation_chrf"]}
 
 

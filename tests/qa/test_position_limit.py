@@ -17,9 +17,15 @@ def tiny_xlmr_dir(tiny_unigram_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-xlmr")
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_unigram_dir))
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=514,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     XLMRobertaModel(config).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))

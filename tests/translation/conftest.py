@@ -5,4 +5,3 @@
 import spacy_mbert.translation.architecture  # noqa: F401
 import spacy_mbert.translation.component  # noqa: F401
 import spacy_mbert.translation.scorer  # noqa: F401
-

@@ -165,11 +165,15 @@ def test_entry_points_are_declared():
 
 
 def test_installed_entry_points_resolve():
-    installed = {(ep.group, ep.name): ep for group in ("spacy_factories", "spacy_scorers") for ep in entry_points(group=group)}
+    installed = {
+        (ep.group, ep.name): ep for group in ("spacy_factories", "spacy_scorers") for ep in entry_points(group=group)
+    }
     if ("spacy_factories", "mbert_translator") not in installed:
         pytest.skip("installed package metadata predates the translation entry points; run `pip install -e .`")
     assert installed[("spacy_factories", "mbert_translator")].load().__name__ == "make_translator"
-    assert installed[("spacy_scorers", "spacy-mbert.translation_scorer.v1")].load().__name__ == "make_translation_scorer"
+    assert (
+        installed[("spacy_scorers", "spacy-mbert.translation_scorer.v1")].load().__name__ == "make_translation_scorer"
+    )
 
 
 def test_translator_has_no_labels(trained_nlp):
@@ -204,11 +208,33 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     register = tmp_path / "register.py"
     register.write_text("import spacy_mbert.translation.component, spacy_mbert.translation.scorer\n", encoding="utf8")
     command = [
-        sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(tmp_path / "out"),
-        "--code", str(register), "--paths.train", str(train), "--paths.dev", str(dev),
-        "--paths.encoder", str(tiny_wordpiece_dir), "--training.max_steps", "6", "--training.eval_frequency", "3",
-        "--training.optimizer.learn_rate.warmup_steps", "2", "--training.optimizer.learn_rate.initial_rate", "1e-3",
-        "--components.mbert_translator.num_beams", "2", "--components.mbert_translator.max_length", "12",
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(CONFIG),
+        "--output",
+        str(tmp_path / "out"),
+        "--code",
+        str(register),
+        "--paths.train",
+        str(train),
+        "--paths.dev",
+        str(dev),
+        "--paths.encoder",
+        str(tiny_wordpiece_dir),
+        "--training.max_steps",
+        "6",
+        "--training.eval_frequency",
+        "3",
+        "--training.optimizer.learn_rate.warmup_steps",
+        "2",
+        "--training.optimizer.learn_rate.initial_rate",
+        "1e-3",
+        "--components.mbert_translator.num_beams",
+        "2",
+        "--components.mbert_translator.max_length",
+        "12",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
@@ -216,7 +242,9 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     model_dir = tmp_path / "out" / "model-last"
     performance = json.loads((model_dir / "meta.json").read_text(encoding="utf8"))["performance"]
     assert 0.0 <= performance["translation_bleu"] <= 1.0 and 0.0 <= performance["translation_chrf"] <= 1.0
-    assert set(performance["translation_per_lang"]) == {doc._.lang for doc in read_pairs(CORPUS / "translation" / "dev.jsonl", nlp=blank_xx())}
+    assert set(performance["translation_per_lang"]) == {
+        doc._.lang for doc in read_pairs(CORPUS / "translation" / "dev.jsonl", nlp=blank_xx())
+    }
     code = (
         "import json, spacy\n"
         "import spacy_mbert.translation.component\n"
@@ -237,9 +265,13 @@ def test_spacy_mbert_evaluate_per_language(trained_nlp, monkeypatch):
 
     if "mbert_translator" not in ev.TASK_SCORERS:  # the registration proposed for evaluate.py
         spec = ev.TaskScorer(
-            "mbert_translator", score_for_evaluate,
+            "mbert_translator",
+            score_for_evaluate,
             (ev.Metric("translation_bleu", "BLEU"), ev.Metric("translation_chrf", "chrF")),
-            "translation_bleu", check=check_references, read=read_references, suffixes=(".jsonl", ".tsv"),
+            "translation_bleu",
+            check=check_references,
+            read=read_references,
+            suffixes=(".jsonl", ".tsv"),
         )
         monkeypatch.setitem(ev.TASK_SCORERS, "mbert_translator", spec)
     result = ev.evaluate(trained_nlp, CORPUS / "translation" / "dev.jsonl", silent=True)

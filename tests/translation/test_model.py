@@ -102,8 +102,13 @@ def test_beam_search_returns_top_hypothesis(half_trained, length_penalty):
     seq2seq, specials = shim.seq2seq, shim.special_ids()
     inputs = encode_sources(model, texts)
     config = generation_config(
-        model, num_beams=k, max_length=max_length, length_penalty=length_penalty,
-        num_return_sequences=k, output_scores=True, return_dict_in_generate=True,
+        model,
+        num_beams=k,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        num_return_sequences=k,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     seq2seq.eval()
     with torch.inference_mode():
@@ -178,7 +183,9 @@ def test_vocab_map_is_target_pieces_plus_specials(tiny_wordpiece_dir):
     from transformers import AutoModel
 
     pretrained = AutoModel.from_pretrained(str(tiny_wordpiece_dir)).get_input_embeddings().weight
-    torch.testing.assert_close(decoder.get_input_embeddings().weight.detach().cpu(), pretrained[shim.vocab_map].detach())
+    torch.testing.assert_close(
+        decoder.get_input_embeddings().weight.detach().cpu(), pretrained[shim.vocab_map].detach()
+    )
 
 
 def test_restricted_ids_map_back_and_unknown_pieces_become_unk(tiny_wordpiece_dir):
@@ -230,10 +237,16 @@ def test_bertshare_ties_all_but_cross_attention(tiny_wordpiece_dir):
     enc_layer, dec_layer = shared.encoder.encoder.layer[0], shared.decoder.bert.encoder.layer[0]
     assert dec_layer.attention.self.query.weight is enc_layer.attention.self.query.weight
     assert dec_layer.output.dense.weight is enc_layer.output.dense.weight
-    assert shared.decoder.bert.embeddings.position_embeddings.weight is shared.encoder.embeddings.position_embeddings.weight
+    assert (
+        shared.decoder.bert.embeddings.position_embeddings.weight
+        is shared.encoder.embeddings.position_embeddings.weight
+    )
     assert not hasattr(enc_layer, "crossattention") and hasattr(dec_layer, "crossattention")
     # Restricted vocabulary: the word embeddings cannot be shared (other rows).
-    assert shared.decoder.bert.embeddings.word_embeddings.weight.shape[0] < shared.encoder.embeddings.word_embeddings.weight.shape[0]
+    assert (
+        shared.decoder.bert.embeddings.word_embeddings.weight.shape[0]
+        < shared.encoder.embeddings.word_embeddings.weight.shape[0]
+    )
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     encoder_shapes = {name: p.shape for name, p in separate.encoder.named_parameters()}
     shareable = sum(
@@ -243,7 +256,10 @@ def test_bertshare_ties_all_but_cross_attention(tiny_wordpiece_dir):
     assert count(shared) == count(separate) - shareable
     # Sharing survives saving and loading.
     loaded = Bert2Bert(name="unused", share_weights=True).from_bytes(shared_model.to_bytes()).shims[0].seq2seq
-    assert loaded.decoder.bert.encoder.layer[1].attention.self.key.weight is loaded.encoder.encoder.layer[1].attention.self.key.weight
+    assert (
+        loaded.decoder.bert.encoder.layer[1].attention.self.key.weight
+        is loaded.encoder.encoder.layer[1].attention.self.key.weight
+    )
     assert count(loaded) == count(shared)
 
 
