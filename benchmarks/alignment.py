@@ -42,7 +42,9 @@ def sample_texts(shared_data: Optional[Path], per_language: int) -> Iterator[Tup
                 yield f"sib200:{lang_dir.name}", json.loads(line)["text"]
     for path in sorted((shared_data / "xquad").glob("xquad.*.json")):
         lang = path.name.split(".")[1]
-        paragraphs = [p["context"] for a in json.loads(path.read_text(encoding="utf8"))["data"] for p in a["paragraphs"]]
+        paragraphs = [
+            p["context"] for a in json.loads(path.read_text(encoding="utf8"))["data"] for p in a["paragraphs"]
+        ]
         for context in paragraphs[: max(1, per_language // 10)]:
             yield f"xquad:{lang}", context
 
@@ -60,7 +62,9 @@ def measure(encoder: Path, texts: List[Tuple[str, str]]) -> Dict[str, Dict[str, 
     counts: Dict[str, Dict[str, List[int]]] = {name: defaultdict(lambda: [0, 0, 0]) for name in splitters}
     for group, text in texts:
         # No truncation: every piece of a long paragraph counts (verbose=False: no length warning).
-        offsets = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, verbose=False)["offset_mapping"]
+        offsets = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False, verbose=False)[
+            "offset_mapping"
+        ]
         total = sum(1 for start, end in offsets if start < end)
         for name, nlp in splitters.items():
             doc = nlp(text)
@@ -73,7 +77,9 @@ def measure(encoder: Path, texts: List[Tuple[str, str]]) -> Dict[str, Dict[str, 
 
 def main(
     encoder: List[Path] = typer.Option(..., help="Checkpoint directories whose tokenizers to measure (repeatable)."),
-    shared_data: Optional[Path] = typer.Option(None, help="Shared evaluation data folder (sib200/, xquad/) to add more text."),
+    shared_data: Optional[Path] = typer.Option(
+        None, help="Shared evaluation data folder (sib200/, xquad/) to add more text."
+    ),
     per_language: int = typer.Option(204, help="Sentences per SIB-200 language."),
     output: Optional[Path] = typer.Option(None, help="Write the markdown table here."),
 ):
@@ -90,20 +96,26 @@ def main(
         "  basic tokenizer does;",
         "- piece-aligned: `spacy-mbert.PieceAlignedTokenizer.v1` with `encoder` set to the encoder",
         "  measured, keeps only the BERT boundaries that no piece of that encoder crosses;",
-        "- spaCy xx default: `spacy.blank(\"xx\")`.",
+        '- spaCy xx default: `spacy.blank("xx")`.',
         "",
         "A piece counts as inside one token when its non-whitespace characters are in one token",
         "(SentencePiece's `▁` stands for the space before a word, which is no token's text).",
         "",
         f"Command: `python benchmarks/alignment.py {' '.join('--encoder ' + str(p) for p in encoder)}"
-        + (f" --shared-data {shared_data}" if shared_data else "") + "`",
+        + (f" --shared-data {shared_data}" if shared_data else "")
+        + "`",
         "",
     ]
     for path in encoder:
         results = measure(path, texts)
         names = ("spacy-mbert", "spacy-mbert piece-aligned", "spaCy xx default")
         header = "".join(f" {name.replace('spacy-mbert ', '')}: inside one token | tokens |" for name in names)
-        lines += [f"## Tokenizer of `{path.name}`", "", "| text | pieces |" + header, "|---|---:|" + "---:|---:|" * len(names)]
+        lines += [
+            f"## Tokenizer of `{path.name}`",
+            "",
+            "| text | pieces |" + header,
+            "|---|---:|" + "---:|---:|" * len(names),
+        ]
         for group in groups + ["all"]:
             cells = []
             for name in names:

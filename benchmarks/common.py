@@ -72,7 +72,10 @@ def stopwatch() -> Iterator[Dict[str, float]]:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -86,6 +89,8 @@ def write_results(stem: str, lines: List[str], info: Dict[str, str], payload: di
     report = "\n".join(lines + ["Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.md").write_text(report, encoding="utf8")
-    (RESULTS / f"{stem}.json").write_text(json.dumps({"machine": info, **payload}, ensure_ascii=False, indent=1), encoding="utf8")
+    (RESULTS / f"{stem}.json").write_text(
+        json.dumps({"machine": info, **payload}, ensure_ascii=False, indent=1), encoding="utf8"
+    )
     print(report)
     return report

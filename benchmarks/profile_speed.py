@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import typer
-
 from common import DEFAULT_SHARED_DATA, ROOT, pin_threads, read_jsonl
 
 LIBRARIES = "spacy_mbert|spacy_transformers|spacy/|thinc|tokenization_utils_base.py:2772"
@@ -79,7 +78,9 @@ def profile_textcat(nlp, data: Path, per_lang: int, repeats: int) -> None:
         list(nlp.pipe(texts, batch_size=64))
         total = time.perf_counter() - start
         rest = total - forward["seconds"]
-        print(f"{len(texts)} texts: total {total:.2f} s, encoder forward {forward['seconds']:.2f} s, rest {rest:.2f} s ({rest / total:.0%})")
+        print(
+            f"{len(texts)} texts: total {total:.2f} s, encoder forward {forward['seconds']:.2f} s, rest {rest:.2f} s ({rest / total:.0%})"
+        )
     MBertShim.predict = predict
     print_profile(lambda: list(nlp.pipe(texts, batch_size=64)), "cumulative", LIBRARIES)
 
@@ -92,19 +93,34 @@ def profile_train(nlp, data: Path) -> None:
     records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")[:64]
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    batches = [[Example.from_dict(nlp.make_doc(r["text"]), {"cats": {l: float(l == r["label"]) for l in labels}})
-                for r in records[i : i + 32]] for i in (0, 32)]
+    batches = [
+        [
+            Example.from_dict(
+                nlp.make_doc(r["text"]), {"cats": {label: float(label == r["label"]) for label in labels}}
+            )
+            for r in records[i : i + 32]
+        ]
+        for i in (0, 32)
+    ]
     nlp.update(batches[0], sgd=sgd, drop=0.1)  # warm-up (allocates the optimizer state)
     print_profile(lambda: nlp.update(batches[1], sgd=sgd, drop=0.1), "tottime", None)
 
 
 def profile_load(pipeline: Path, repeats: int) -> None:
-    code = ("import time, spacy, spacy_mbert, transformers.models.bert.modeling_bert; spacy.blank('xx'); "
-            "t = time.perf_counter(); spacy.load(__import__('sys').argv[1]); print(time.perf_counter() - t)")
+    code = (
+        "import time, spacy, spacy_mbert, transformers.models.bert.modeling_bert; spacy.blank('xx'); "
+        "t = time.perf_counter(); spacy.load(__import__('sys').argv[1]); print(time.perf_counter() - t)"
+    )
     for verify in ("1", "0"):
         env = dict(os.environ, SPACY_MBERT_VERIFY_WEIGHTS=verify, HF_HUB_OFFLINE="1")
-        seconds = [float(subprocess.run([sys.executable, "-c", code, str(pipeline)], env=env, check=True,
-                                        capture_output=True, text=True).stdout.split()[-1]) for _ in range(repeats)]
+        seconds = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code, str(pipeline)], env=env, check=True, capture_output=True, text=True
+                ).stdout.split()[-1]
+            )
+            for _ in range(repeats)
+        ]
         print(f"spacy.load, SPACY_MBERT_VERIFY_WEIGHTS={verify}: " + ", ".join(f"{s:.2f} s" for s in seconds))
 
 

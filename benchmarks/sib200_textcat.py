@@ -37,14 +37,33 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import typer
-
 from common import (
-    RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads,
-    read_jsonl, require_dir, stopwatch,
+    DEFAULT_SHARED_DATA,
+    RESULTS,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    read_jsonl,
+    require_dir,
+    stopwatch,
 )
 
-LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans", "arb_Arab", "hin_Deva",
-         "rus_Cyrl", "jpn_Jpan", "swh_Latn", "tur_Latn", "vie_Latn"]
+LANGS = [
+    "eng_Latn",
+    "deu_Latn",
+    "fra_Latn",
+    "spa_Latn",
+    "zho_Hans",
+    "arb_Arab",
+    "hin_Deva",
+    "rus_Cyrl",
+    "jpn_Jpan",
+    "swh_Latn",
+    "tur_Latn",
+    "vie_Latn",
+]
 
 STOCK_CONFIG = """
 [paths]
@@ -167,12 +186,27 @@ def predict_spacy(model_dir: Path, texts: List[str], batch_size: int) -> Tuple[L
 # training settings (learning-rate schedule and batcher; both sides use spaCy's Adam.v1
 # with decoupled weight decay 0.01 and grad_clip 1.0).
 STOCK_HEAD = {
-    "@architectures": "spacy.TextCatReduce.v1", "exclusive_classes": True, "use_reduce_first": False,
-    "use_reduce_last": False, "use_reduce_max": False, "use_reduce_mean": True, "nO": None,
-    "tok2vec": {"@architectures": "spacy-transformers.TransformerListener.v1", "grad_factor": 1.0, "upstream": "*",
-                "pooling": {"@layers": "reduce_mean.v1"}},
+    "@architectures": "spacy.TextCatReduce.v1",
+    "exclusive_classes": True,
+    "use_reduce_first": False,
+    "use_reduce_last": False,
+    "use_reduce_max": False,
+    "use_reduce_mean": True,
+    "nO": None,
+    "tok2vec": {
+        "@architectures": "spacy-transformers.TransformerListener.v1",
+        "grad_factor": 1.0,
+        "upstream": "*",
+        "pooling": {"@layers": "reduce_mean.v1"},
+    },
 }
-STOCK_BATCHER = {"@batchers": "spacy.batch_by_padded.v1", "discard_oversize": True, "size": 1000, "buffer": 256, "get_length": None}
+STOCK_BATCHER = {
+    "@batchers": "spacy.batch_by_padded.v1",
+    "discard_oversize": True,
+    "size": 1000,
+    "buffer": 256,
+    "get_length": None,
+}
 
 
 def spacy_config(system: str, work: Path, *, steps: int, epochs: int, lr: float) -> Tuple[Path, Dict[str, object]]:
@@ -202,14 +236,28 @@ def spacy_config(system: str, work: Path, *, steps: int, epochs: int, lr: float)
     if not package_training:
         return config_path, {}
     return config_path, {
-        "training.max_steps": steps, "training.max_epochs": 0, "training.eval_frequency": steps,
-        "training.patience": 0, "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
+        "training.max_steps": steps,
+        "training.max_epochs": 0,
+        "training.eval_frequency": steps,
+        "training.patience": 0,
+        "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
         "training.optimizer.learn_rate.initial_rate": lr,
     }
 
 
-def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epochs: int, lr: float,
-                     batch_size: int, labels: List[str], test_texts: List[str], seed: int) -> dict:
+def run_spacy_system(
+    system: str,
+    encoder: Path,
+    data: Path,
+    work: Path,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    labels: List[str],
+    test_texts: List[str],
+    seed: int,
+) -> dict:
     import spacy
 
     from spacy_mbert.tokenizer import MultilingualTokenizer
@@ -221,8 +269,9 @@ def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epoc
     write_docbin(load_split(data, "eng_Latn", "dev"), "eng_Latn", labels, dev_path, nlp)
     steps = epochs * math.ceil(len(load_split(data, "eng_Latn", "train")) / batch_size)
     config, overrides = spacy_config(system, work, steps=steps, epochs=epochs, lr=lr)
-    overrides.update({"paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder),
-                      "system.seed": seed})
+    overrides.update(
+        {"paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder), "system.seed": seed}
+    )
     if system in ("a", "e"):
         overrides["training.batcher.size"] = batch_size
     seconds = train_spacy(config, overrides, work / "out")
@@ -230,8 +279,17 @@ def run_spacy_system(system: str, encoder: Path, data: Path, work: Path, *, epoc
     return {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
 
 
-def run_hf_system(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int,
-                  labels: List[str], test_texts: List[str], seed: int) -> dict:
+def run_hf_system(
+    encoder: Path,
+    data: Path,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    labels: List[str],
+    test_texts: List[str],
+    seed: int,
+) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -255,7 +313,9 @@ def run_hf_system(encoder: Path, data: Path, *, epochs: int, lr: float, batch_si
             random.shuffle(train)
             for start in range(0, len(train), batch_size):
                 batch = train[start : start + batch_size]
-                inputs = tokenizer([r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt")
+                inputs = tokenizer(
+                    [r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt"
+                )
                 target = torch.tensor([label_ids[r["label"]] for r in batch])
                 loss = model(**inputs, labels=target).loss
                 loss.backward()
@@ -277,7 +337,9 @@ def predict_hf(model, tokenizer, texts: List[str], labels: List[str], batch_size
     with stopwatch() as clock, torch.inference_mode():
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            inputs = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=512, return_tensors="pt")
+            inputs = tokenizer(
+                [texts[i] for i in index], padding=True, truncation=True, max_length=512, return_tensors="pt"
+            )
             best = model(**inputs).logits.argmax(-1).tolist()
             for i, label_index in zip(index, best):
                 predictions[i] = labels[label_index]
@@ -296,7 +358,7 @@ SYSTEM_NAMES = {
 def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) -> dict:
     per_lang = {}
     for lang in LANGS:
-        pairs = [(p, g) for p, (l, g) in zip(run["predictions"], gold) if l == lang]
+        pairs = [(p, g) for p, (code, g) in zip(run["predictions"], gold) if code == lang]
         per_lang[lang] = sum(p == g for p, g in pairs) / len(pairs)
     return {
         "accuracy": per_lang,
@@ -309,16 +371,29 @@ def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) ->
 
 
 def main(
-    encoder: Path = typer.Option(ROOT / "encoders" / "e5-small", help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small)."),
-    data: Path = typer.Option(DEFAULT_SHARED_DATA / "sib200", help="SIB-200 folder (LANG/train.jsonl, test.jsonl, labels.json)."),
-    systems: str = typer.Option("a,b,c", help="Comma-separated systems to run: a, b, c, and the ablations d (this head, spaCy's training defaults), e (spaCy's head, this package's training)."),
+    encoder: Path = typer.Option(
+        ROOT / "encoders" / "e5-small",
+        help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small).",
+    ),
+    data: Path = typer.Option(
+        DEFAULT_SHARED_DATA / "sib200", help="SIB-200 folder (LANG/train.jsonl, test.jsonl, labels.json)."
+    ),
+    systems: str = typer.Option(
+        "a,b,c",
+        help="Comma-separated systems to run: a, b, c, and the ablations d (this head, spaCy's training defaults), e (spaCy's head, this package's training).",
+    ),
     seeds: str = typer.Option("0", help="Comma-separated seeds; every system runs once per seed (mean ± sd reported)."),
     epochs: int = typer.Option(6, help="Training epochs for every system."),
     lr: float = typer.Option(5e-5, help="Peak learning rate for every system."),
-    batch_size: int = typer.Option(32, help="Batch size (docs) for (a), (c) and (e); (b) and (d) use padded batches of 1000 words."),
+    batch_size: int = typer.Option(
+        32, help="Batch size (docs) for (a), (c) and (e); (b) and (d) use padded batches of 1000 words."
+    ),
     threads: int = typer.Option(2, help="Torch threads for every system."),
     name: str = typer.Option("sib200_textcat", help="Results file stem under benchmarks/results/."),
-    merge: List[Path] = typer.Option([], help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes."),
+    merge: List[Path] = typer.Option(
+        [],
+        help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes.",
+    ),
 ):
     require_dir(data, "SIB-200")
     pin_threads(threads)
@@ -337,7 +412,9 @@ def main(
     for seed in [int(s) for s in seeds.split(",") if s]:
         for system in [s for s in systems.split(",") if s]:
             print(f"=== {SYSTEM_NAMES[system]}, seed {seed} ===", flush=True)
-            settings = dict(epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts, seed=seed)
+            settings = dict(
+                epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts, seed=seed
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 if system == "c":
                     run = run_hf_system(encoder, data, **settings)
@@ -345,7 +422,19 @@ def main(
                     run = run_spacy_system(system, encoder, data, Path(tmp), **settings)
             results.setdefault(system, {})[str(seed)] = score_run(run, gold, words, chars)
             print(json.dumps(results[system][str(seed)], indent=1), flush=True)
-    write_report(name, results, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size, threads=threads, words=words, chars=chars, n_texts=len(test_texts))
+    write_report(
+        name,
+        results,
+        encoder=encoder,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        threads=threads,
+        words=words,
+        chars=chars,
+        n_texts=len(test_texts),
+    )
 
 
 def _mean_sd(values: List[float]) -> str:
@@ -353,19 +442,27 @@ def _mean_sd(values: List[float]) -> str:
     return f"{mean:.1f} ± {statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
-def write_report(name: str, results: dict, *, encoder, data, epochs, lr, batch_size, threads, words, chars, n_texts) -> None:
+def write_report(
+    name: str, results: dict, *, encoder, data, epochs, lr, batch_size, threads, words, chars, n_texts
+) -> None:
     info = machine_info(threads)
-    header = ["system", "seeds"] + [lang.split("_")[0] for lang in LANGS] + ["avg", "train", "infer words/s", "infer chars/s"]
+    header = (
+        ["system", "seeds"]
+        + [lang.split("_")[0] for lang in LANGS]
+        + ["avg", "train", "infer words/s", "infer chars/s"]
+    )
     rows = []
     for system, runs in sorted(results.items()):
         scores = list(runs.values())
         rows.append(
             [SYSTEM_NAMES[system], ",".join(sorted(runs, key=int))]
             + [_mean_sd([100 * r["accuracy"][lang] for r in scores]) for lang in LANGS]
-            + [f"**{_mean_sd([100 * r['average'] for r in scores])}**",
-               minutes(statistics.median(r["train_seconds"] for r in scores)),
-               f"{statistics.median(r['words_per_second'] for r in scores):.0f}",
-               f"{statistics.median(r['chars_per_second'] for r in scores):.0f}"]
+            + [
+                f"**{_mean_sd([100 * r['average'] for r in scores])}**",
+                minutes(statistics.median(r["train_seconds"] for r in scores)),
+                f"{statistics.median(r['words_per_second'] for r in scores):.0f}",
+                f"{statistics.median(r['chars_per_second'] for r in scores):.0f}",
+            ]
         )
     all_seeds = sorted({seed for runs in results.values() for seed in runs}, key=int)
     command = (
@@ -373,26 +470,30 @@ def write_report(name: str, results: dict, *, encoder, data, epochs, lr, batch_s
         f"--lr {lr} --batch-size {batch_size} --threads {threads} --systems {','.join(sorted(results))} "
         f"--seeds {','.join(all_seeds)}"
     )
-    report = "\n".join([
-        "# SIB-200: train on English, test on 12 languages (accuracy %)",
-        "",
-        f"Command: `{command}`",
-        "",
-        markdown_table(header, rows),
-        "",
-        "Accuracy is the mean ± sample standard deviation over the seeds listed (the seed sets the head's "
-        "initialisation, dropout and data order); train time and throughput are medians over the seeds. "
-        "The final model of each run is scored: no checkpoint selection, and no test data is used in training.",
-        "",
-        f"Inference: all {n_texts} test sentences ({words} whitespace words, {chars} characters), batch 64; "
-        "(c) is the raw forward pass over length-sorted batches.",
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
-        "",
-    ])
+    report = "\n".join(
+        [
+            "# SIB-200: train on English, test on 12 languages (accuracy %)",
+            "",
+            f"Command: `{command}`",
+            "",
+            markdown_table(header, rows),
+            "",
+            "Accuracy is the mean ± sample standard deviation over the seeds listed (the seed sets the head's "
+            "initialisation, dropout and data order); train time and throughput are medians over the seeds. "
+            "The final model of each run is scored: no checkpoint selection, and no test data is used in training.",
+            "",
+            f"Inference: all {n_texts} test sentences ({words} whitespace words, {chars} characters), batch 64; "
+            "(c) is the raw forward pass over length-sorted batches.",
+            "",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+            "",
+        ]
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.md").write_text(report, encoding="utf8")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8")
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8"
+    )
     print(report)
 
 

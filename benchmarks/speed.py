@@ -49,11 +49,31 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import typer
+from common import (
+    DEFAULT_SHARED_DATA,
+    RESULTS,
+    ROOT,
+    machine_info,
+    markdown_table,
+    pin_threads,
+    read_jsonl,
+    require_dir,
+)
 
-from common import RESULTS, ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, pin_threads, read_jsonl, require_dir
-
-SIB_LANGS = ["eng_Latn", "deu_Latn", "fra_Latn", "spa_Latn", "zho_Hans", "arb_Arab", "hin_Deva",
-             "rus_Cyrl", "jpn_Jpan", "swh_Latn", "tur_Latn", "vie_Latn"]
+SIB_LANGS = [
+    "eng_Latn",
+    "deu_Latn",
+    "fra_Latn",
+    "spa_Latn",
+    "zho_Hans",
+    "arb_Arab",
+    "hin_Deva",
+    "rus_Cyrl",
+    "jpn_Jpan",
+    "swh_Latn",
+    "tur_Latn",
+    "vie_Latn",
+]
 XQUAD_LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"]
 TATOEBA_LANGS = ["deu", "fra", "spa", "ita", "por", "nld", "pol", "ara", "cmn", "hin", "jpn", "rus", "tur", "vie"]
 MBERT_SHAPE = dict(hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, vocab_size=119547)
@@ -70,7 +90,11 @@ def long_documents(data: Path, n_docs: int, words: int) -> List[str]:
     """Documents of ~``words`` whitespace words, each from one language's SIB-200 sentences."""
     docs = []
     for lang in (SIB_LANGS * n_docs)[:n_docs]:
-        sentences = [r["text"] for split in ("train", "dev", "test") for r in read_jsonl(data / "sib200" / lang / f"{split}.jsonl")]
+        sentences = [
+            r["text"]
+            for split in ("train", "dev", "test")
+            for r in read_jsonl(data / "sib200" / lang / f"{split}.jsonl")
+        ]
         # Chinese and Japanese have no spaces: count characters / 2 as "words" for them.
         size = (lambda s: len(s) // 2) if lang in ("zho_Hans", "jpn_Jpan") else (lambda s: len(s.split()))
         doc, count = [], 0
@@ -87,8 +111,12 @@ def xquad_questions(data: Path, per_lang: int) -> List[dict]:
     out = []
     for lang in XQUAD_LANGS:
         articles = json.loads((data / "xquad" / f"xquad.{lang}.json").read_text(encoding="utf8"))["data"][36:]
-        qas = [{"question": qa["question"], "context": p["context"], "lang": lang, "answers": qa["answers"]}
-               for a in articles for p in a["paragraphs"] for qa in p["qas"]]
+        qas = [
+            {"question": qa["question"], "context": p["context"], "lang": lang, "answers": qa["answers"]}
+            for a in articles
+            for p in a["paragraphs"]
+            for qa in p["qas"]
+        ]
         out += qas[:per_lang]
     return out
 
@@ -118,20 +146,29 @@ def build_mbert_shape(out: Path, texts: Sequence[Path]) -> None:
     import torch
     from transformers import BertConfig, BertModel
 
-    from spacy_mbert.encoders.tiny import build_tiny
+    from spacy_mbert.checkpoints.tiny import build_tiny
 
     print(f"building a random M-BERT-shaped encoder in {out} ...", flush=True)
     build_tiny(out, texts=list(texts), vocab_size=30000, hidden_size=8, num_layers=1, num_heads=1, intermediate_size=8)
     shape = MBERT_SHAPE
     config = BertConfig.from_pretrained(str(out))
-    config.update(dict(vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"], num_hidden_layers=shape["num_layers"],
-                       num_attention_heads=shape["num_heads"], intermediate_size=shape["intermediate_size"]))
+    config.update(
+        dict(
+            vocab_size=shape["vocab_size"],
+            hidden_size=shape["hidden_size"],
+            num_hidden_layers=shape["num_layers"],
+            num_attention_heads=shape["num_heads"],
+            intermediate_size=shape["intermediate_size"],
+        )
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(str(out), safe_serialization=True)
 
 
 def weight_bytes(encoder: Path) -> int:
-    return sum(p.stat().st_size for p in encoder.glob("*.safetensors")) or sum(p.stat().st_size for p in encoder.glob("*.bin"))
+    return sum(p.stat().st_size for p in encoder.glob("*.safetensors")) or sum(
+        p.stat().st_size for p in encoder.glob("*.bin")
+    )
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -142,7 +179,9 @@ def build_pipeline(config_name: str, encoder: Path, examples_fn: Callable, out: 
     import spacy
     from spacy.util import load_config, load_model_from_config
 
-    config = load_config(ROOT / "configs" / config_name, overrides={"paths.encoder": str(encoder), **(overrides or {})}, interpolate=True)
+    config = load_config(
+        ROOT / "configs" / config_name, overrides={"paths.encoder": str(encoder), **(overrides or {})}, interpolate=True
+    )
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     nlp.initialize(lambda: examples_fn(nlp))
     nlp.to_disk(out)
@@ -153,7 +192,9 @@ def textcat_example(nlp, record: dict, labels: List[str]):
     """One training Example from a SIB-200 record, built from its text as ``spacy train``'s corpus reader does."""
     from spacy.training import Example
 
-    return Example.from_dict(nlp.make_doc(record["text"]), {"cats": {l: float(l == record["label"]) for l in labels}})
+    return Example.from_dict(
+        nlp.make_doc(record["text"]), {"cats": {label: float(label == record["label"]) for label in labels}}
+    )
 
 
 def textcat_examples(data: Path, n: int = 32):
@@ -175,8 +216,13 @@ def qa_examples(questions: List[dict]):
             reference = nlp.make_doc(q["context"])
             reference._.question = q["question"]
             answer = q["answers"][0]
-            reference._.answers = [{"text": answer["text"], "start_char": answer["answer_start"],
-                                    "end_char": answer["answer_start"] + len(answer["text"])}]
+            reference._.answers = [
+                {
+                    "text": answer["text"],
+                    "start_char": answer["answer_start"],
+                    "end_char": answer["answer_start"] + len(answer["text"]),
+                }
+            ]
             predicted = nlp.make_doc(q["context"])
             predicted._.question = q["question"]
             examples.append(Example(predicted, reference))
@@ -232,7 +278,9 @@ def textcat_windows(tokenizer, texts: List[str], long: bool) -> List[List[int]]:
     room = 510
     windows = []
     for piece_ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        chunks = [piece_ids[i : i + room] for i in range(0, max(1, len(piece_ids)), room)] if long else [piece_ids[:room]]
+        chunks = (
+            [piece_ids[i : i + room] for i in range(0, max(1, len(piece_ids)), room)] if long else [piece_ids[:room]]
+        )
         windows += [[tokenizer.cls_token_id] + chunk + [tokenizer.sep_token_id] for chunk in chunks]
     return sorted(windows, key=len)
 
@@ -250,29 +298,44 @@ def forward_windows(model, windows: List[List[int]], batch_size: int, pad: int) 
             model(input_ids=input_ids, attention_mask=mask)[0].argmax(-1)
 
 
-def raw_floors(model, tokenizer, tokenize: Callable[[], List[List[int]]], batch_size: int) -> Dict[str, Callable[[], None]]:
+def raw_floors(
+    model, tokenizer, tokenize: Callable[[], List[List[int]]], batch_size: int
+) -> Dict[str, Callable[[], None]]:
     """The pre-tokenized row (windows made once, outside the timing) and the floor (``tokenize`` inside it)."""
     pad = tokenizer.pad_token_id or 0
     windows = tokenize()
-    return {PRETOKENIZED: lambda: forward_windows(model, windows, batch_size, pad),
-            FLOOR: lambda: forward_windows(model, tokenize(), batch_size, pad)}
+    return {
+        PRETOKENIZED: lambda: forward_windows(model, windows, batch_size, pad),
+        FLOOR: lambda: forward_windows(model, tokenize(), batch_size, pad),
+    }
 
 
-def measure_textcat(nlp, model, tokenizer, texts: List[str], *, long: bool, repeats: int, device: int) -> Dict[str, List[float]]:
+def measure_textcat(
+    nlp, model, tokenizer, texts: List[str], *, long: bool, repeats: int, device: int
+) -> Dict[str, List[float]]:
     from transformers import pipeline
 
     hf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)
-    return alternate({
-        "spacy-mbert": lambda: list(nlp.pipe(texts, batch_size=64)),
-        "HF pipeline": lambda: hf(texts, batch_size=64, truncation=True, max_length=512),
-        **raw_floors(model, tokenizer, lambda: textcat_windows(tokenizer, texts, long), 64),
-    }, repeats)
+    return alternate(
+        {
+            "spacy-mbert": lambda: list(nlp.pipe(texts, batch_size=64)),
+            "HF pipeline": lambda: hf(texts, batch_size=64, truncation=True, max_length=512),
+            **raw_floors(model, tokenizer, lambda: textcat_windows(tokenizer, texts, long), 64),
+        },
+        repeats,
+    )
 
 
 def qa_windows(tokenizer, questions: List[dict]) -> List[List[int]]:
     """Question + context windows of 384 pieces, stride 128 (as both pipelines make them), shortest first."""
-    features = tokenizer([q["question"].lstrip() for q in questions], [q["context"] for q in questions], truncation="only_second",
-                         max_length=384, stride=128, return_overflowing_tokens=True)
+    features = tokenizer(
+        [q["question"].lstrip() for q in questions],
+        [q["context"] for q in questions],
+        truncation="only_second",
+        max_length=384,
+        stride=128,
+        return_overflowing_tokens=True,
+    )
     return sorted(features["input_ids"], key=len)
 
 
@@ -293,18 +356,28 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
             docs.append(doc)
         list(nlp.pipe(docs, batch_size=16))
 
-    return alternate({
-        "spacy-mbert": ours,
-        "HF pipeline": lambda: hf(question=[q["question"] for q in questions], context=[q["context"] for q in questions],
-                                  batch_size=16, max_seq_len=384, doc_stride=128, max_answer_len=30),
-        **raw_floors(model, tokenizer, lambda: qa_windows(tokenizer, questions), 16),
-    }, repeats)
+    return alternate(
+        {
+            "spacy-mbert": ours,
+            "HF pipeline": lambda: hf(
+                question=[q["question"] for q in questions],
+                context=[q["context"] for q in questions],
+                batch_size=16,
+                max_seq_len=384,
+                doc_stride=128,
+                max_answer_len=30,
+            ),
+            **raw_floors(model, tokenizer, lambda: qa_windows(tokenizer, questions), 16),
+        },
+        repeats,
+    )
 
 
 def measure_translation(nlp, sources: List[str], *, repeats: int) -> Dict[str, List[float]]:
     import torch
 
-    from spacy_mbert.translation.model import generation_config, get_shim
+    from spacy_mbert.encoder import get_shim
+    from spacy_mbert.translation.generate import generation_config
 
     translator = nlp.get_pipe("mbert_translator")
     shim = get_shim(translator.model)
@@ -314,18 +387,27 @@ def measure_translation(nlp, sources: List[str], *, repeats: int) -> Dict[str, L
     def plain():
         with torch.inference_mode():
             for begin in range(0, len(sources), 16):
-                inputs = tokenizer(sources[begin : begin + 16], padding=True, truncation=True, max_length=128, return_tensors="pt").to(shim.device)
+                inputs = tokenizer(
+                    sources[begin : begin + 16], padding=True, truncation=True, max_length=128, return_tensors="pt"
+                ).to(shim.device)
                 inputs.pop("token_type_ids", None)
-                tokenizer.batch_decode(shim.restricted_to_full(seq2seq.generate(**inputs, generation_config=config)), skip_special_tokens=True)
+                tokenizer.batch_decode(
+                    shim.restricted_to_full(seq2seq.generate(**inputs, generation_config=config)),
+                    skip_special_tokens=True,
+                )
 
-    return alternate({"spacy-mbert": lambda: list(nlp.pipe(sources, batch_size=16)), "plain HF generate": plain}, repeats)
+    return alternate(
+        {"spacy-mbert": lambda: list(nlp.pipe(sources, batch_size=16)), "plain HF generate": plain}, repeats
+    )
 
 
 TRAIN_SPACY = "spacy-mbert (make_doc + Example.from_dict + nlp.update)"
 TRAIN_TORCH = "plain PyTorch loop (tokenizer call + forward/backward + AdamW)"
 
 
-def measure_training(nlp, model, tokenizer, records: List[dict], labels: List[str], *, steps: int, repeats: int) -> Dict[str, List[float]]:
+def measure_training(
+    nlp, model, tokenizer, records: List[dict], labels: List[str], *, steps: int, repeats: int
+) -> Dict[str, List[float]]:
     """Seconds for ``steps`` updates of 32 examples from text: nlp.update (as spacy train) vs a plain PyTorch loop.
 
     Both sides start from the same records' text inside the timed region: spaCy builds its
@@ -334,11 +416,11 @@ def measure_training(nlp, model, tokenizer, records: List[dict], labels: List[st
     import torch
     from spacy.util import load_config, registry
 
-    batches = [records[(i * 32) % len(records):][:32] for i in range(steps)]
+    batches = [records[(i * 32) % len(records) :][:32] for i in range(steps)]
     # The optimizer of configs/textcat.cfg, as spacy train builds it.
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    label_ids = {l: i for i, l in enumerate(labels)}
+    label_ids = {label: i for i, label in enumerate(labels)}
     torch_opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
 
     def spacy_steps():
@@ -348,8 +430,12 @@ def measure_training(nlp, model, tokenizer, records: List[dict], labels: List[st
     def torch_steps():
         model.train()
         for batch in batches:
-            inputs = tokenizer([r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt").to(model.device)
-            loss = model(**inputs, labels=torch.tensor([label_ids[r["label"]] for r in batch], device=model.device)).loss
+            inputs = tokenizer(
+                [r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt"
+            ).to(model.device)
+            loss = model(
+                **inputs, labels=torch.tensor([label_ids[r["label"]] for r in batch], device=model.device)
+            ).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             torch_opt.step()
@@ -411,7 +497,9 @@ print(json.dumps({"load_seconds": load_seconds, "first_forward_seconds": forward
 """
 
 
-def measure_load(pipeline_dir: Path, encoder: Path, texts: List[str], *, repeats: int, threads: int) -> Dict[str, List[dict]]:
+def measure_load(
+    pipeline_dir: Path, encoder: Path, texts: List[str], *, repeats: int, threads: int
+) -> Dict[str, List[dict]]:
     results: Dict[str, List[dict]] = {"spacy.load": [], "from_pretrained": []}
     with tempfile.TemporaryDirectory() as tmp:
         texts_file = Path(tmp) / "texts.json"
@@ -419,8 +507,12 @@ def measure_load(pipeline_dir: Path, encoder: Path, texts: List[str], *, repeats
         for _ in range(repeats):
             for name, kind, path in (("spacy.load", "spacy", pipeline_dir), ("from_pretrained", "hf", encoder)):
                 env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(threads))
-                out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, kind, str(path), str(texts_file), str(threads)],
-                                     capture_output=True, text=True, env=env)
+                out = subprocess.run(
+                    [sys.executable, "-c", LOAD_SCRIPT, kind, str(path), str(texts_file), str(threads)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
                 if out.returncode != 0:
                     sys.exit(f"✘ load measurement failed ({name}):\n{out.stderr[-2000:]}")
                 results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -431,7 +523,10 @@ def measure_load(pipeline_dir: Path, encoder: Path, texts: List[str], *, repeats
 
 
 def main(
-    encoder: List[str] = typer.Option(["encoders/e5-small", "mbert-shape"], help="Checkpoint directories; 'mbert-shape' builds a random M-BERT-base-shaped model."),
+    encoder: List[str] = typer.Option(
+        ["encoders/e5-small", "mbert-shape"],
+        help="Checkpoint directories; 'mbert-shape' builds a random M-BERT-base-shaped model.",
+    ),
     data: Path = typer.Option(DEFAULT_SHARED_DATA, help="Shared data folder with sib200/, xquad/ and tatoeba/."),
     tasks: str = typer.Option("textcat,long,qa,translation,train,load", help="What to measure."),
     threads: int = typer.Option(2, help="Torch threads (all systems)."),
@@ -442,7 +537,10 @@ def main(
     qa_per_lang: int = typer.Option(10, help="XQuAD questions per language."),
     mt_per_lang: int = typer.Option(4, help="Tatoeba sentences per language (14 languages)."),
     train_steps: int = typer.Option(4, help="Training steps of 32 examples per timed run."),
-    translator: Optional[Path] = typer.Option(None, help="A trained mbert_translator pipeline (e.g. from benchmarks/tatoeba_translation.py) to time for e5-small; otherwise an untrained one."),
+    translator: Optional[Path] = typer.Option(
+        None,
+        help="A trained mbert_translator pipeline (e.g. from benchmarks/tatoeba_translation.py) to time for e5-small; otherwise an untrained one.",
+    ),
     gpu_id: int = typer.Option(-1, help="GPU id; -1 for the CPU."),
     mixed_precision: bool = typer.Option(False, help="Mixed precision on the GPU."),
     name: str = typer.Option("speed", help="Results file stem under benchmarks/results/."),
@@ -479,23 +577,45 @@ def main(
             if task in wanted:
                 print(f"=== {label}: {task} ===", flush=True)
                 texts = inputs[task]
-                res[task] = {"texts": len(texts), "chars": sum(map(len, texts)),
-                             "times": measure_textcat(nlp, model, tokenizer, texts, long=task == "long", repeats=repeats, device=device)}
+                res[task] = {
+                    "texts": len(texts),
+                    "chars": sum(map(len, texts)),
+                    "times": measure_textcat(
+                        nlp, model, tokenizer, texts, long=task == "long", repeats=repeats, device=device
+                    ),
+                }
         if "train" in wanted:
             print(f"=== {label}: train ===", flush=True)
             train_records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")
-            res["train"] = {"examples": 32 * train_steps,
-                            "times": measure_training(nlp, model, tokenizer, train_records, labels, steps=train_steps, repeats=repeats)}
+            res["train"] = {
+                "examples": 32 * train_steps,
+                "times": measure_training(
+                    nlp, model, tokenizer, train_records, labels, steps=train_steps, repeats=repeats
+                ),
+            }
         if "load" in wanted:
             print(f"=== {label}: load ===", flush=True)
-            res["load"] = {"texts": len(sentences[:64]),
-                           "systems": measure_load(cache / f"{label}-textcat", path, sentences[:64], repeats=repeats, threads=threads)}
+            res["load"] = {
+                "texts": len(sentences[:64]),
+                "systems": measure_load(
+                    cache / f"{label}-textcat", path, sentences[:64], repeats=repeats, threads=threads
+                ),
+            }
         del nlp, model
         if "qa" in wanted:
             print(f"=== {label}: qa ===", flush=True)
             questions = xquad_questions(data, qa_per_lang)
-            qa_nlp = build_pipeline("qa.cfg", path, qa_examples(questions), cache / f"{label}-qa", {"components.mbert_qa.allow_no_answer": False})
-            res["qa"] = {"questions": len(questions), "times": measure_qa(qa_nlp, questions, repeats=repeats, device=device)}
+            qa_nlp = build_pipeline(
+                "qa.cfg",
+                path,
+                qa_examples(questions),
+                cache / f"{label}-qa",
+                {"components.mbert_qa.allow_no_answer": False},
+            )
+            res["qa"] = {
+                "questions": len(questions),
+                "times": measure_qa(qa_nlp, questions, repeats=repeats, device=device),
+            }
             del qa_nlp
         if "translation" in wanted:
             print(f"=== {label}: translation ===", flush=True)
@@ -503,14 +623,32 @@ def main(
             if translator is not None and label == "e5-small":
                 mt_nlp, trained = spacy.load(translator), True
             else:
-                mt_nlp, trained = build_pipeline("translation.cfg", path, translation_examples(pairs), cache / f"{label}-mt",
-                                                 {"components.mbert_translator.max_length": 32}), False
-            res["translation"] = {"sentences": len(pairs), "trained": trained,
-                                  "times": measure_translation(mt_nlp, [s for s, _ in pairs], repeats=repeats)}
+                mt_nlp, trained = (
+                    build_pipeline(
+                        "translation.cfg",
+                        path,
+                        translation_examples(pairs),
+                        cache / f"{label}-mt",
+                        {"components.mbert_translator.max_length": 32},
+                    ),
+                    False,
+                )
+            res["translation"] = {
+                "sentences": len(pairs),
+                "trained": trained,
+                "times": measure_translation(mt_nlp, [s for s, _ in pairs], repeats=repeats),
+            }
             del mt_nlp
         (RESULTS / f"{name}.json").write_text(json.dumps({"results": results}, indent=1), encoding="utf8")
-    write_report(name, results, threads=threads, repeats=repeats, gpu_id=gpu_id, mixed_precision=mixed_precision,
-                 command="python benchmarks/speed.py " + " ".join(sys.argv[1:]))
+    write_report(
+        name,
+        results,
+        threads=threads,
+        repeats=repeats,
+        gpu_id=gpu_id,
+        mixed_precision=mixed_precision,
+        command="python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+    )
 
 
 def _median(values: List[float]) -> float:
@@ -521,11 +659,18 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b > 0 else "n/a"
 
 
-THROUGHPUT = (("textcat", "texts/s", "texts"), ("long", "texts/s", "texts"), ("qa", "questions/s", "questions"),
-              ("translation", "sentences/s", "sentences"), ("train", "examples/s", "examples"))
+THROUGHPUT = (
+    ("textcat", "texts/s", "texts"),
+    ("long", "texts/s", "texts"),
+    ("qa", "questions/s", "questions"),
+    ("translation", "sentences/s", "sentences"),
+    ("train", "examples/s", "examples"),
+)
 # (key in a load run, what the row measures, its seconds key, what those seconds are)
-MEMORY_STAGES = (("load_mb", "load only", "load_seconds", "load"),
-                 ("first_forward_mb", "load + first forward on {n} sentences", "first_forward_seconds", "first forward"))
+MEMORY_STAGES = (
+    ("load_mb", "load only", "load_seconds", "load"),
+    ("first_forward_mb", "load + first forward on {n} sentences", "first_forward_seconds", "first forward"),
+)
 MEMORY_FIGURES = (("peak_rss", "peak RSS"), ("rss", "RSS"), ("pss", "PSS"), ("uss", "USS"))
 
 
@@ -545,11 +690,23 @@ def throughput_rows(label: str, res: dict):
         for system, seconds in times.items():
             chars = f"{res[task]['chars'] / seconds:,.0f}" if "chars" in res[task] else ""
             ratios = ", ".join(f"{times[other] / seconds:.2f}x {other}" for other in systems if other != system)
-            rows.append([label, TASK_NAMES[task], system, f"{res[task][count_key] / seconds:.2f} {unit}", chars, f"{seconds:.2f}", ratios])
+            rows.append(
+                [
+                    label,
+                    TASK_NAMES[task],
+                    system,
+                    f"{res[task][count_key] / seconds:.2f} {unit}",
+                    chars,
+                    f"{seconds:.2f}",
+                    ratios,
+                ]
+            )
             chart.append((f"{label}\n{TASK_NAMES[task]}", system, times[baseline(systems)] / seconds))
         ours = systems[0]  # spacy-mbert is listed first
-        summary += [f"- {label}, {TASK_NAMES[task]}: {ours} at {times[other] / times[ours]:.2f}x the speed of {other}"
-                    for other in systems[1:]]
+        summary += [
+            f"- {label}, {TASK_NAMES[task]}: {ours} at {times[other] / times[ours]:.2f}x the speed of {other}"
+            for other in systems[1:]
+        ]
     return rows, chart, summary
 
 
@@ -558,11 +715,18 @@ def memory_rows(label: str, load: dict, weights_mb: float) -> List[list]:
     for system, runs in load["systems"].items():
         for stage, what, seconds_key, seconds_what in MEMORY_STAGES:
             figures = {key: _median([r[stage][key] for r in runs]) for key, _ in MEMORY_FIGURES}
-            rows.append([label, system, what.format(n=load["texts"]),
-                         f"{_median([r[seconds_key] for r in runs]):.2f} s {seconds_what}",
-                         f"{figures['peak_rss']:,.0f} MB ({figures['peak_rss'] / weights_mb:.2f}x weights)",
-                         f"{figures['rss']:,.0f} MB", f"{figures['pss']:,.0f} MB ({figures['pss'] / weights_mb:.2f}x weights)",
-                         f"{figures['uss']:,.0f} MB"])
+            rows.append(
+                [
+                    label,
+                    system,
+                    what.format(n=load["texts"]),
+                    f"{_median([r[seconds_key] for r in runs]):.2f} s {seconds_what}",
+                    f"{figures['peak_rss']:,.0f} MB ({figures['peak_rss'] / weights_mb:.2f}x weights)",
+                    f"{figures['rss']:,.0f} MB",
+                    f"{figures['pss']:,.0f} MB ({figures['pss'] / weights_mb:.2f}x weights)",
+                    f"{figures['uss']:,.0f} MB",
+                ]
+            )
     return rows
 
 
@@ -575,15 +739,21 @@ def memory_summary(label: str, load: dict) -> List[str]:
         number = ".2f" if unit == "s" else ",.0f"
         return f"{a:{number}} vs {b:{number}} {unit} ({_ratio(a, b)})"
 
-    lines = [f"- {label}, load time, spacy.load vs from_pretrained: {pair(lambda r: r['load_seconds'], 's')}",
-             f"- {label}, first forward time, spacy.load vs from_pretrained: {pair(lambda r: r['first_forward_seconds'], 's')}"]
+    lines = [
+        f"- {label}, load time, spacy.load vs from_pretrained: {pair(lambda r: r['load_seconds'], 's')}",
+        f"- {label}, first forward time, spacy.load vs from_pretrained: {pair(lambda r: r['first_forward_seconds'], 's')}",
+    ]
     for stage, what, _, _ in MEMORY_STAGES:
         figures = ", ".join(f"{name} {pair(lambda r: r[stage][key], 'MB')}" for key, name in MEMORY_FIGURES)
-        lines.append(f"- {label}, memory after {what.format(n=load['texts'])}, spacy.load vs from_pretrained: {figures}")
+        lines.append(
+            f"- {label}, memory after {what.format(n=load['texts'])}, spacy.load vs from_pretrained: {figures}"
+        )
     return lines
 
 
-def write_report(name: str, results: dict, *, threads: int, repeats: int, gpu_id: int, mixed_precision: bool, command: str) -> None:
+def write_report(
+    name: str, results: dict, *, threads: int, repeats: int, gpu_id: int, mixed_precision: bool, command: str
+) -> None:
     info = machine_info(threads)
     info["device"] = f"cuda:{gpu_id}" + (" mixed precision" if mixed_precision else "") if gpu_id >= 0 else "cpu"
     rows, chart, summary, memory = [], [], [], []
@@ -608,33 +778,51 @@ def write_report(name: str, results: dict, *, threads: int, repeats: int, gpu_id
         f"raw texts (HF tokenizer call, windowing, padding and forward inside the timed region); `{PRETOKENIZED}` is the same "
         "forward on windows tokenized beforehand. Training starts from text on both sides: spaCy builds its Examples "
         "(`nlp.make_doc` + `Example.from_dict`) inside the timed region, the torch loop calls the tokenizer inside it. "
-        + "; ".join(f"{label}: weights {res['weights_mb']:,.0f} MB" for label, res in results.items()) + ".",
+        + "; ".join(f"{label}: weights {res['weights_mb']:,.0f} MB" for label, res in results.items())
+        + ".",
         "",
     ]
     if memory:
         lines += [
-            "## Load and memory (each system in a fresh process)", "",
-            markdown_table(memory_header, memory), "",
+            "## Load and memory (each system in a fresh process)",
+            "",
+            markdown_table(memory_header, memory),
+            "",
             "Memory is the increase over the same process after its imports, from `/proc/self/smaps_rollup` and the kernel's "
             "peak RSS (`VmHWM`, reset before the load): *load only* right after `spacy.load` / `from_pretrained` + tokenizer, "
             "when memory-mapped weights may not be resident yet; *load + first forward* after one forward pass over the same "
             "sentences (weight pages touched), the peak covering load and forward. PSS divides shared pages among the "
-            "processes mapping them; USS is this process's private pages (Private_Clean + Private_Dirty).", "",
+            "processes mapping them; USS is this process's private pages (Private_Clean + Private_Dirty).",
+            "",
         ]
-    lines += ["## Summary (every ratio, favourable or not)", "",
-              "Speed ratios: time of the other system / time of spacy-mbert (above 1: spacy-mbert is faster). "
-              "Load ratios: spacy.load / from_pretrained (above 1: spacy.load takes longer or uses more).", "",
-              *summary, "", "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), ""]
+    lines += [
+        "## Summary (every ratio, favourable or not)",
+        "",
+        "Speed ratios: time of the other system / time of spacy-mbert (above 1: spacy-mbert is faster). "
+        "Load ratios: spacy.load / from_pretrained (above 1: spacy.load takes longer or uses more).",
+        "",
+        *summary,
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+    ]
     report = "\n".join(lines)
     (RESULTS / f"{name}.md").write_text(report, encoding="utf8")
-    (RESULTS / f"{name}.json").write_text(json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8")
+    (RESULTS / f"{name}.json").write_text(
+        json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8"
+    )
     if chart:
         draw_chart(chart, RESULTS / f"{name}.png", info)
     print(report)
 
 
-TASK_NAMES = {"textcat": "textcat, SIB-200 sentences", "long": "textcat, long docs", "qa": "QA (XQuAD)",
-              "translation": "translation (Tatoeba)", "train": "textcat training"}
+TASK_NAMES = {
+    "textcat": "textcat, SIB-200 sentences",
+    "long": "textcat, long docs",
+    "qa": "QA (XQuAD)",
+    "translation": "translation (Tatoeba)",
+    "train": "textcat training",
+}
 
 
 def draw_chart(chart, path: Path, info: dict) -> None:

@@ -42,15 +42,36 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import typer
-
 from common import (
-    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
+    DEFAULT_SHARED_DATA,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    require_dir,
+    stopwatch,
+    write_results,
 )
 
 TRAINED = ["deu", "fra", "spa", "ita", "por", "nld", "pol"]
 UNSEEN = ["ara", "cmn", "hin", "jpn", "rus", "tur", "vie"]
-ISO1 = {"deu": "de", "fra": "fr", "spa": "es", "ita": "it", "por": "pt", "nld": "nl", "pol": "pl",
-        "ara": "ar", "cmn": "zh", "hin": "hi", "jpn": "ja", "rus": "ru", "tur": "tr", "vie": "vi"}
+ISO1 = {
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "pol": "pl",
+    "ara": "ar",
+    "cmn": "zh",
+    "hin": "hi",
+    "jpn": "ja",
+    "rus": "ru",
+    "tur": "tr",
+    "vie": "vi",
+}
 N_TRAIN, N_TEST = 800, 200
 SYSTEM_NAMES = {"w": "(w) BERT2BERT warm-started", "r": "(r) Rnd2Rnd (random init)"}
 
@@ -93,7 +114,9 @@ def clean_split(pairs: Split) -> Tuple[Split, Split]:
         others = set(TRAINED) - {lang}
         eligible = [pair for pair in reversed(lang_pairs) if not langs_of_reference[_key(pair[1])] & others]
         if len(eligible) < N_TEST:
-            sys.exit(f"✘ {lang}-eng.tsv: only {len(eligible)} pairs have an English side unseen in training, the benchmark needs {N_TEST}")
+            sys.exit(
+                f"✘ {lang}-eng.tsv: only {len(eligible)} pairs have an English side unseen in training, the benchmark needs {N_TEST}"
+            )
         test[lang] = eligible[:N_TEST][::-1]
     test_keys = {_key(text) for lang_pairs in test.values() for pair in lang_pairs for text in pair}
     train: Split = {}
@@ -107,11 +130,15 @@ def clean_split(pairs: Split) -> Tuple[Split, Split]:
 def split_overlap(train: Split, test: Split) -> int:
     """Test pairs whose English reference or source sentence occurs in any training pair."""
     seen = {_key(text) for lang_pairs in train.values() for pair in lang_pairs for text in pair}
-    return sum(_key(source) in seen or _key(target) in seen for lang_pairs in test.values() for source, target in lang_pairs)
+    return sum(
+        _key(source) in seen or _key(target) in seen for lang_pairs in test.values() for source, target in lang_pairs
+    )
 
 
 def write_split(split: Split, path: Path) -> None:
-    lines = ["lang\tsource\ttarget"] + [f"{lang}\t{s}\t{t}" for lang, lang_pairs in split.items() for s, t in lang_pairs]
+    lines = ["lang\tsource\ttarget"] + [
+        f"{lang}\t{s}\t{t}" for lang, lang_pairs in split.items() for s, t in lang_pairs
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf8")
 
 
@@ -123,33 +150,53 @@ def write_jsonl(records: List[dict], path: Path) -> Path:
 # --------------------------------------------------------------------------- one system
 
 
-def train_system(system: str, encoder: Path, train_pairs: Split, work: Path, *, epochs: int, lr: float, batch_size: int,
-                 num_beams: int, freeze: bool) -> dict:
+def train_system(
+    system: str,
+    encoder: Path,
+    train_pairs: Split,
+    work: Path,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    num_beams: int,
+    freeze: bool,
+) -> dict:
     from spacy.cli.train import train
 
     from spacy_mbert.convert import convert
 
     work.mkdir(parents=True, exist_ok=True)
-    train_records = [{"source": s, "target": t, "lang": ISO1[lang]} for lang, pairs in train_pairs.items() for s, t in pairs]
+    train_records = [
+        {"source": s, "target": t, "lang": ISO1[lang]} for lang, pairs in train_pairs.items() for s, t in pairs
+    ]
     convert("translation", write_jsonl(train_records, work / "train.jsonl"), work / "train.spacy")
     # spacy train logs one dev score at the end; a few training pairs keep that cheap (no selection).
     dev_records = [r for i, r in enumerate(train_records) if i % N_TRAIN < 3]
     convert("translation", write_jsonl(dev_records, work / "dev.jsonl"), work / "dev.spacy")
     steps = epochs * math.ceil(len(train_records) / batch_size)
     overrides = {
-        "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"), "paths.encoder": str(encoder),
+        "paths.train": str(work / "train.spacy"),
+        "paths.dev": str(work / "dev.spacy"),
+        "paths.encoder": str(encoder),
         "components.mbert_translator.model.init_from_pretrained": system == "w",
         "components.mbert_translator.model.freeze_embeddings": freeze,
         "components.mbert_translator.num_beams": num_beams,
-        "training.max_steps": steps, "training.eval_frequency": steps, "training.patience": 0,
+        "training.max_steps": steps,
+        "training.eval_frequency": steps,
+        "training.patience": 0,
         "training.batcher.size": batch_size,
         "training.optimizer.learn_rate.initial_rate": lr,
         "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
     }
     with stopwatch() as clock:
         train(ROOT / "configs" / "translation.cfg", work / "out", use_gpu=-1, overrides=overrides)
-    return {"train_seconds": clock["seconds"], "steps": steps, "train_pairs": len(train_records),
-            "model": str(work / "out" / "model-last")}
+    return {
+        "train_seconds": clock["seconds"],
+        "steps": steps,
+        "train_pairs": len(train_records),
+        "model": str(work / "out" / "model-last"),
+    }
 
 
 def evaluate_system(model_dir: Path, tests: Dict[str, List[Tuple[str, str]]], batch_size: int) -> dict:
@@ -177,7 +224,9 @@ def plain_generate(seq2seq, tokenizer, shim, texts: List[str], config, batch_siz
     outputs = []
     with torch.inference_mode():
         for begin in range(0, len(texts), batch_size):
-            inputs = tokenizer(texts[begin : begin + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            inputs = tokenizer(
+                texts[begin : begin + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             inputs.pop("token_type_ids", None)
             sequences = seq2seq.generate(**inputs, generation_config=config)
             outputs += tokenizer.batch_decode(shim.restricted_to_full(sequences), skip_special_tokens=True)
@@ -187,14 +236,20 @@ def plain_generate(seq2seq, tokenizer, shim, texts: List[str], config, batch_siz
 def time_generation(model_dir: Path, texts: List[str], *, repeats: int, batch_size: int) -> dict:
     import spacy
 
-    from spacy_mbert.translation.model import generation_config, get_shim
+    from spacy_mbert.encoder import get_shim
+    from spacy_mbert.translation.generate import generation_config
 
     nlp = spacy.load(model_dir)
     translator = nlp.get_pipe("mbert_translator")
     shim = get_shim(translator.model)
     seq2seq = shim.seq2seq.eval()
-    config = generation_config(translator.model, num_beams=translator.num_beams, max_length=translator.max_length,
-                               length_penalty=translator.length_penalty, no_repeat_ngram_size=translator.no_repeat_ngram_size)
+    config = generation_config(
+        translator.model,
+        num_beams=translator.num_beams,
+        max_length=translator.max_length,
+        length_penalty=translator.length_penalty,
+        no_repeat_ngram_size=translator.no_repeat_ngram_size,
+    )
     translator.batch_size = batch_size
     list(nlp.pipe(texts[:4]))  # warm-up
     plain_generate(seq2seq, shim.tokenizer, shim, texts[:4], config, batch_size)
@@ -208,17 +263,28 @@ def time_generation(model_dir: Path, texts: List[str], *, repeats: int, batch_si
         theirs.append(clock["seconds"])
     a_s, b_s = statistics.median(ours), statistics.median(theirs)
     same = sum(" ".join(doc._.translation.split()) == " ".join(p.split()) for doc, p in zip(docs, plain)) / len(texts)
-    return {"sentences": len(texts), "repeats": repeats, "batch_size": batch_size, "num_beams": translator.num_beams,
-            "ours_seconds": ours, "plain_seconds": theirs,
-            "ours_per_second": len(texts) / a_s, "plain_per_second": len(texts) / b_s, "speedup": b_s / a_s,
-            "same_output": same}
+    return {
+        "sentences": len(texts),
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "num_beams": translator.num_beams,
+        "ours_seconds": ours,
+        "plain_seconds": theirs,
+        "ours_per_second": len(texts) / a_s,
+        "plain_per_second": len(texts) / b_s,
+        "speedup": b_s / a_s,
+        "same_output": same,
+    }
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def main(
-    encoder: Path = typer.Option(ROOT / "encoders" / "e5-small", help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small)."),
+    encoder: Path = typer.Option(
+        ROOT / "encoders" / "e5-small",
+        help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small).",
+    ),
     data: Path = typer.Option(DEFAULT_SHARED_DATA / "tatoeba", help="Tatoeba folder (XXX-eng.tsv)."),
     systems: str = typer.Option("w,r", help="w (warm-started), r (Rnd2Rnd)."),
     epochs: int = typer.Option(3, help="Passes over the 5,600 training pairs, both systems."),
@@ -230,8 +296,12 @@ def main(
     speed_sentences: int = typer.Option(20, help="Test sentences per language for the generation timing (x14)."),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "tatoeba", help="Where models and per-system results go."),
-    check_split: bool = typer.Option(False, "--check-split", help="Only make the split: print its overlap count, exit non-zero unless 0."),
-    split_out: Path = typer.Option(None, help="With --check-split: write the pairs used to DIR/train.tsv and DIR/test.tsv."),
+    check_split: bool = typer.Option(
+        False, "--check-split", help="Only make the split: print its overlap count, exit non-zero unless 0."
+    ),
+    split_out: Path = typer.Option(
+        None, help="With --check-split: write the pairs used to DIR/train.tsv and DIR/test.tsv."
+    ),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
 ):
     require_dir(data, "Tatoeba")
@@ -244,8 +314,10 @@ def main(
             write_split(train_pairs, split_out / "train.tsv")
             write_split(tests, split_out / "test.tsv")
         n_train, n_test = (sum(map(len, split.values())) for split in (train_pairs, tests))
-        print(f"{'✔' if overlap == 0 else '✘'} {n_train} training pairs ({len(train_pairs)} languages), {n_test} test pairs "
-              f"({len(tests)} languages); test pairs whose English reference or source occurs in training: {overlap}")
+        print(
+            f"{'✔' if overlap == 0 else '✘'} {n_train} training pairs ({len(train_pairs)} languages), {n_test} test pairs "
+            f"({len(tests)} languages); test pairs whose English reference or source occurs in training: {overlap}"
+        )
         raise typer.Exit(0 if overlap == 0 else 1)
     if overlap:
         sys.exit(f"✘ the Tatoeba split leaks: {overlap} test pairs occur in training (run with --check-split)")
@@ -261,16 +333,42 @@ def main(
         return
     work.mkdir(parents=True, exist_ok=True)
     procs = {
-        system: subprocess.Popen([sys.executable, __file__, "--one", system, "--encoder", str(encoder), "--data", str(data),
-                                  "--epochs", str(epochs), "--lr", str(lr), "--batch-size", str(batch_size),
-                                  "--num-beams", str(num_beams), "--threads", str(threads), "--work", str(work),
-                                  "--freeze-embeddings" if freeze_embeddings else "--no-freeze-embeddings"])
-        for system in systems.split(",") if system
+        system: subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                system,
+                "--encoder",
+                str(encoder),
+                "--data",
+                str(data),
+                "--epochs",
+                str(epochs),
+                "--lr",
+                str(lr),
+                "--batch-size",
+                str(batch_size),
+                "--num-beams",
+                str(num_beams),
+                "--threads",
+                str(threads),
+                "--work",
+                str(work),
+                "--freeze-embeddings" if freeze_embeddings else "--no-freeze-embeddings",
+            ]
+        )
+        for system in systems.split(",")
+        if system
     }
     failed = [system for system, proc in procs.items() if proc.wait() != 0]
     if failed:
         sys.exit(f"✘ system(s) {failed} failed; see the log above")
-    results = {s: json.loads((work / f"{s}.json").read_text(encoding="utf8")) for s in SYSTEM_NAMES if (work / f"{s}.json").exists()}
+    results = {
+        s: json.loads((work / f"{s}.json").read_text(encoding="utf8"))
+        for s in SYSTEM_NAMES
+        if (work / f"{s}.json").exists()
+    }
     speed = None
     if "w" in results:
         sample = [source for lang in langs for source, _ in tests[lang][:speed_sentences]]
@@ -280,7 +378,9 @@ def main(
     write_report(results, speed, tests, langs=langs, encoder=encoder, data=data, threads=threads, **settings)
 
 
-def write_report(results, speed, tests, *, langs, encoder, data, threads, epochs, lr, batch_size, num_beams, freeze) -> None:
+def write_report(
+    results, speed, tests, *, langs, encoder, data, threads, epochs, lr, batch_size, num_beams, freeze
+) -> None:
     info = machine_info(threads)
     trained = [lang for lang in langs if lang in TRAINED]
     unseen = [lang for lang in langs if lang not in TRAINED]
@@ -291,15 +391,26 @@ def write_report(results, speed, tests, *, langs, encoder, data, threads, epochs
         for metric in ("bleu", "chrf"):
             values = {lang: 100 * result["scores"][lang][metric] for lang in langs}
             rows.append(
-                [SYSTEM_NAMES[system] if metric == "bleu" else "", metric.replace("bleu", "BLEU").replace("chrf", "chrF")]
+                [
+                    SYSTEM_NAMES[system] if metric == "bleu" else "",
+                    metric.replace("bleu", "BLEU").replace("chrf", "chrF"),
+                ]
                 + [f"{values[lang]:.1f}" for lang in langs]
-                + [f"**{statistics.mean(values[lang] for lang in trained):.1f}**",
-                   f"{statistics.mean(values[lang] for lang in unseen):.1f}" if unseen else "-"]
-                + ([minutes(result["train_seconds"]), f"{n_eval / result['infer_seconds']:.2f}"] if metric == "bleu" else ["", ""])
+                + [
+                    f"**{statistics.mean(values[lang] for lang in trained):.1f}**",
+                    f"{statistics.mean(values[lang] for lang in unseen):.1f}" if unseen else "-",
+                ]
+                + (
+                    [minutes(result["train_seconds"]), f"{n_eval / result['infer_seconds']:.2f}"]
+                    if metric == "bleu"
+                    else ["", ""]
+                )
             )
-    command = (f"python benchmarks/tatoeba_translation.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
-               f"--batch-size {batch_size} --num-beams {num_beams} --threads {threads} "
-               f"{'--freeze-embeddings' if freeze else '--no-freeze-embeddings'} --systems {','.join(sorted(results))}")
+    command = (
+        f"python benchmarks/tatoeba_translation.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
+        f"--batch-size {batch_size} --num-beams {num_beams} --threads {threads} "
+        f"{'--freeze-embeddings' if freeze else '--no-freeze-embeddings'} --systems {','.join(sorted(results))}"
+    )
     any_result = next(iter(results.values()))
     lines = [
         f"# Tatoeba: many-to-English, trained on {', '.join(TRAINED)} ({N_TRAIN} pairs each), tested on {N_TEST} pairs of {len(langs)} languages, split by English sentence (no test reference or source in training)",
@@ -320,17 +431,34 @@ def write_report(results, speed, tests, *, langs, encoder, data, threads, epochs
             f"## Generation speed: {speed['sentences']} test sentences (the first {speed['sentences'] // len(langs)} of each language), "
             f"warm model, {speed['num_beams']} beams, batch {speed['batch_size']}, median of {speed['repeats']} alternating runs",
             "",
-            markdown_table(["system", "sentences/s", "ratio"], [
-                ["spacy-mbert `nlp.pipe` (tokenize, generate, detokenize)", f"{speed['ours_per_second']:.2f}", f"**{speed['speedup']:.2f}x**"],
-                ["plain HF loop (tokenizer, `generate`, `batch_decode`)", f"{speed['plain_per_second']:.2f}", "1.00x"],
-            ]),
+            markdown_table(
+                ["system", "sentences/s", "ratio"],
+                [
+                    [
+                        "spacy-mbert `nlp.pipe` (tokenize, generate, detokenize)",
+                        f"{speed['ours_per_second']:.2f}",
+                        f"**{speed['speedup']:.2f}x**",
+                    ],
+                    [
+                        "plain HF loop (tokenizer, `generate`, `batch_decode`)",
+                        f"{speed['plain_per_second']:.2f}",
+                        "1.00x",
+                    ],
+                ],
+            ),
             "",
             f"Same output text (whitespace-normalised) for {100 * speed['same_output']:.1f}% of the sentences.",
             "",
         ]
     slim = {s: {k: v for k, v in r.items() if k != "outputs"} for s, r in results.items()}
-    examples = {lang: list(zip([s for s, _ in tests[lang]][:3], results["w"]["outputs"][lang][:3])) for lang in langs} if "w" in results else {}
-    write_results("tatoeba_translation", lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples})
+    examples = (
+        {lang: list(zip([s for s, _ in tests[lang]][:3], results["w"]["outputs"][lang][:3])) for lang in langs}
+        if "w" in results
+        else {}
+    )
+    write_results(
+        "tatoeba_translation", lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples}
+    )
 
 
 if __name__ == "__main__":

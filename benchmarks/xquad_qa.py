@@ -35,9 +35,16 @@ from pathlib import Path
 from typing import Dict, List
 
 import typer
-
 from common import (
-    ROOT, DEFAULT_SHARED_DATA, machine_info, markdown_table, minutes, pin_threads, require_dir, stopwatch, write_results,
+    DEFAULT_SHARED_DATA,
+    ROOT,
+    machine_info,
+    markdown_table,
+    minutes,
+    pin_threads,
+    require_dir,
+    stopwatch,
+    write_results,
 )
 
 LANGS = ["en", "es", "de", "el", "ru", "tr", "ar", "vi", "th", "zh", "hi", "ro"]
@@ -60,7 +67,9 @@ def questions_of(articles: List[dict]) -> List[dict]:
     """Flat list of {id, question, context, answers: [{text, answer_start}]}."""
     return [
         {"id": qa["id"], "question": qa["question"], "context": paragraph["context"], "answers": qa["answers"]}
-        for article in articles for paragraph in article["paragraphs"] for qa in paragraph["qas"]
+        for article in articles
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
     ]
 
 
@@ -82,9 +91,11 @@ def score(predictions: Dict[str, str], tests: Dict[str, List[dict]]) -> Dict[str
 # --------------------------------------------------------------------------- (a) spacy-mbert
 
 
-def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests) -> dict:
-    from spacy.cli.train import train
+def run_spacy(
+    encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests
+) -> dict:
     import spacy
+    from spacy.cli.train import train
 
     from spacy_mbert.convert import convert
 
@@ -92,16 +103,22 @@ def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, 
     en = load_articles(data, "en")
     convert("qa", write_squad(en[:N_TRAIN_ARTICLES], work / "train.json", "en"), work / "train.spacy")
     # spacy train logs a dev score once, at the end; the final model is scored here on all languages.
-    convert("qa", write_squad(en[N_TRAIN_ARTICLES:N_TRAIN_ARTICLES + 2], work / "dev.json", "en"), work / "dev.spacy")
+    convert("qa", write_squad(en[N_TRAIN_ARTICLES : N_TRAIN_ARTICLES + 2], work / "dev.json", "en"), work / "dev.spacy")
     n_train = len(questions_of(en[:N_TRAIN_ARTICLES]))
     steps = epochs * math.ceil(n_train / batch_size)
     overrides = {
-        "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "dev.spacy"), "paths.encoder": str(encoder),
+        "paths.train": str(work / "train.spacy"),
+        "paths.dev": str(work / "dev.spacy"),
+        "paths.encoder": str(encoder),
         "components.mbert_qa.allow_no_answer": False,  # XQuAD is SQuAD v1.1: every question has an answer
         # Windows per forward pass in training (the update is still over the whole batch) and prediction.
-        "components.mbert_qa.max_batch_windows": micro_batch, "components.mbert_qa.batch_size": 16,
-        "training.max_epochs": 0, "training.max_steps": steps, "training.eval_frequency": steps,
-        "training.batcher.size": batch_size, "training.logger.progress_bar": True,
+        "components.mbert_qa.max_batch_windows": micro_batch,
+        "components.mbert_qa.batch_size": 16,
+        "training.max_epochs": 0,
+        "training.max_steps": steps,
+        "training.eval_frequency": steps,
+        "training.batcher.size": batch_size,
+        "training.logger.progress_bar": True,
         "training.optimizer.learn_rate.initial_rate": lr,
         "training.optimizer.learn_rate.total_steps": steps,
         "training.optimizer.learn_rate.warmup_steps": max(1, steps // 10),
@@ -115,14 +132,22 @@ def run_spacy(encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, 
     nlp.get_pipe("mbert_qa").cfg["align_to_words"] = False
     with stopwatch() as infer_unaligned:
         unaligned = predict_spacy(nlp, tests)
-    return {"train_seconds": clock["seconds"], "infer_seconds": infer["seconds"], "predictions": predictions,
-            "unaligned": {"infer_seconds": infer_unaligned["seconds"], "predictions": unaligned},
-            "steps": steps, "examples_per_step": f"{batch_size} questions", "model": str(work / "out" / "model-last")}
+    return {
+        "train_seconds": clock["seconds"],
+        "infer_seconds": infer["seconds"],
+        "predictions": predictions,
+        "unaligned": {"infer_seconds": infer_unaligned["seconds"], "predictions": unaligned},
+        "steps": steps,
+        "examples_per_step": f"{batch_size} questions",
+        "model": str(work / "out" / "model-last"),
+    }
 
 
 def predict_spacy(nlp, tests) -> Dict[str, Dict[str, str]]:
-    return {lang: {q["id"]: answer_text(doc._.answers) for q, doc in zip(questions, nlp.pipe(make_docs(nlp, questions)))}
-            for lang, questions in tests.items()}
+    return {
+        lang: {q["id"]: answer_text(doc._.answers) for q, doc in zip(questions, nlp.pipe(make_docs(nlp, questions)))}
+        for lang, questions in tests.items()
+    }
 
 
 def make_docs(nlp, questions: List[dict]):
@@ -143,9 +168,13 @@ def prepare_train_features(tokenizer, questions: List[dict], max_length: int, st
     """run_qa.py's ``prepare_train_features``: windows with start/end targets (CLS when outside)."""
     pad_right = tokenizer.padding_side == "right"
     tokenized = tokenizer(
-        [q["question"].lstrip() for q in questions], [q["context"] for q in questions],
-        truncation="only_second" if pad_right else "only_first", max_length=max_length, stride=stride,
-        return_overflowing_tokens=True, return_offsets_mapping=True,
+        [q["question"].lstrip() for q in questions],
+        [q["context"] for q in questions],
+        truncation="only_second" if pad_right else "only_first",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
     )
     features = []
     for i, offsets in enumerate(tokenized["offset_mapping"]):
@@ -170,22 +199,39 @@ def prepare_train_features(tokenizer, questions: List[dict], max_length: int, st
             while offsets[end][1] >= end_char:
                 end -= 1
             end_position = end + 1
-        feature = {key: tokenized[key][i] for key in tokenized.keys() if key not in ("offset_mapping", "overflow_to_sample_mapping")}
+        feature = {
+            key: tokenized[key][i]
+            for key in tokenized.keys()
+            if key not in ("offset_mapping", "overflow_to_sample_mapping")
+        }
         feature["start_positions"], feature["end_positions"] = start_position, end_position
         features.append(feature)
     return features
 
 
-def predict_hf(model, tokenizer, questions: List[dict], *, max_length: int, stride: int, batch_size: int = 64,
-               n_best_size: int = 20, max_answer_length: int = 30) -> Dict[str, str]:
+def predict_hf(
+    model,
+    tokenizer,
+    questions: List[dict],
+    *,
+    max_length: int,
+    stride: int,
+    batch_size: int = 64,
+    n_best_size: int = 20,
+    max_answer_length: int = 30,
+) -> Dict[str, str]:
     """run_qa.py's ``prepare_validation_features`` + ``postprocess_qa_predictions`` (v1, no null answer)."""
     import numpy
     import torch
 
     tokenized = tokenizer(
-        [q["question"].lstrip() for q in questions], [q["context"] for q in questions],
-        truncation="only_second", max_length=max_length, stride=stride,
-        return_overflowing_tokens=True, return_offsets_mapping=True,
+        [q["question"].lstrip() for q in questions],
+        [q["context"] for q in questions],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
     )
     n = len(tokenized["input_ids"])
     keys = [key for key in tokenized.keys() if key not in ("offset_mapping", "overflow_to_sample_mapping")]
@@ -193,7 +239,10 @@ def predict_hf(model, tokenizer, questions: List[dict], *, max_length: int, stri
     model.eval()
     with torch.inference_mode():
         for begin in range(0, n, batch_size):
-            batch = tokenizer.pad([{key: tokenized[key][i] for key in keys} for i in range(begin, min(n, begin + batch_size))], return_tensors="pt")
+            batch = tokenizer.pad(
+                [{key: tokenized[key][i] for key in keys} for i in range(begin, min(n, begin + batch_size))],
+                return_tensors="pt",
+            )
             output = model(**batch)
             for row, i in enumerate(range(begin, min(n, begin + batch_size))):
                 length = len(tokenized["input_ids"][i])
@@ -220,10 +269,26 @@ def predict_hf(model, tokenizer, questions: List[dict], *, max_length: int, stri
     return predictions
 
 
-def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests, max_length: int,
-           stride: int, seed: int = 42) -> dict:
+def run_hf(
+    encoder: Path,
+    data: Path,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    micro_batch: int,
+    tests,
+    max_length: int,
+    stride: int,
+    seed: int = 42,
+) -> dict:
     import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer, DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoModelForQuestionAnswering,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        get_linear_schedule_with_warmup,
+    )
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -260,9 +325,18 @@ def run_hf(encoder: Path, data: Path, *, epochs: int, lr: float, batch_size: int
                 if done % 10 == 0:
                     print(f"(b) step {done}/{steps} ({clock_now(clock_start):.0f} s)", flush=True)
     with stopwatch() as infer:
-        predictions = {lang: predict_hf(model, tokenizer, qs, max_length=max_length, stride=stride, batch_size=16) for lang, qs in tests.items()}
-    return {"train_seconds": clock["seconds"], "infer_seconds": infer["seconds"], "predictions": predictions,
-            "train_features": len(features), "steps": steps, "examples_per_step": f"{batch_size} windows"}
+        predictions = {
+            lang: predict_hf(model, tokenizer, qs, max_length=max_length, stride=stride, batch_size=16)
+            for lang, qs in tests.items()
+        }
+    return {
+        "train_seconds": clock["seconds"],
+        "infer_seconds": infer["seconds"],
+        "predictions": predictions,
+        "train_features": len(features),
+        "steps": steps,
+        "examples_per_step": f"{batch_size} windows",
+    }
 
 
 def clock_now(start: float) -> float:
@@ -292,29 +366,47 @@ def time_inference(model_dir: Path, questions: List[dict], *, repeats: int, batc
             docs = list(nlp.pipe(make_docs(nlp, questions), batch_size=batch_size))
         ours.append(clock["seconds"])
         with stopwatch() as clock:
-            answers = hf(question=[q["question"] for q in questions], context=[q["context"] for q in questions], **kwargs)
+            answers = hf(
+                question=[q["question"] for q in questions], context=[q["context"] for q in questions], **kwargs
+            )
         theirs.append(clock["seconds"])
-    agree = sum(answer_text(doc._.answers).strip() == a["answer"].strip() for doc, a in zip(docs, answers)) / len(questions)
+    agree = sum(answer_text(doc._.answers).strip() == a["answer"].strip() for doc, a in zip(docs, answers)) / len(
+        questions
+    )
     a_s, b_s = statistics.median(ours), statistics.median(theirs)
-    return {"questions": len(questions), "repeats": repeats, "batch_size": batch_size,
-            "a_seconds": ours, "hf_pipeline_seconds": theirs,
-            "a_questions_per_second": len(questions) / a_s, "hf_pipeline_questions_per_second": len(questions) / b_s,
-            "speedup": b_s / a_s, "same_answer": agree}
+    return {
+        "questions": len(questions),
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "a_seconds": ours,
+        "hf_pipeline_seconds": theirs,
+        "a_questions_per_second": len(questions) / a_s,
+        "hf_pipeline_questions_per_second": len(questions) / b_s,
+        "speedup": b_s / a_s,
+        "same_answer": agree,
+    }
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def main(
-    encoder: Path = typer.Option(ROOT / "encoders" / "e5-small", help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small)."),
+    encoder: Path = typer.Option(
+        ROOT / "encoders" / "e5-small",
+        help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small).",
+    ),
     data: Path = typer.Option(DEFAULT_SHARED_DATA / "xquad", help="XQuAD folder (xquad.LANG.json)."),
     systems: str = typer.Option("a,b", help="Systems to train: a (spacy-mbert), b (Hugging Face run_qa)."),
     epochs: int = typer.Option(2, help="Training epochs for both systems (run_qa's SQuAD default)."),
     lr: float = typer.Option(5e-5, help="Peak learning rate for both systems."),
     batch_size: int = typer.Option(16, help="Questions per step for (a), windows per step for (b)."),
     threads: int = typer.Option(1, help="Torch threads per process."),
-    micro_batch: int = typer.Option(16, help="Windows per forward pass in training (bounds memory, same update), both systems."),
-    speed_questions: int = typer.Option(40, help="Questions per language for the inference timing (x12 languages); 0 skips it."),
+    micro_batch: int = typer.Option(
+        16, help="Windows per forward pass in training (bounds memory, same update), both systems."
+    ),
+    speed_questions: int = typer.Option(
+        40, help="Questions per language for the inference timing (x12 languages); 0 skips it."
+    ),
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "xquad", help="Where models and per-system results go."),
     note: str = typer.Option("", help="A remark to print under the table (e.g. how the run was split)."),
@@ -327,36 +419,86 @@ def main(
     work.mkdir(parents=True, exist_ok=True)
     tests = {lang: questions_of(load_articles(data, lang)[N_TRAIN_ARTICLES:]) for lang in LANGS}
     if one:
-        run_one(one, encoder, data, work, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests)
+        run_one(
+            one, encoder, data, work, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests
+        )
         return
     # Train the systems side by side, one process each, so they share the machine equally.
     procs = {
-        system: subprocess.Popen([sys.executable, __file__, "--one", system, "--encoder", str(encoder), "--data", str(data),
-                                  "--epochs", str(epochs), "--lr", str(lr), "--batch-size", str(batch_size),
-                                  "--threads", str(threads), "--micro-batch", str(micro_batch), "--work", str(work)])
-        for system in systems.split(",") if system
+        system: subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                system,
+                "--encoder",
+                str(encoder),
+                "--data",
+                str(data),
+                "--epochs",
+                str(epochs),
+                "--lr",
+                str(lr),
+                "--batch-size",
+                str(batch_size),
+                "--threads",
+                str(threads),
+                "--micro-batch",
+                str(micro_batch),
+                "--work",
+                str(work),
+            ]
+        )
+        for system in systems.split(",")
+        if system
     }
     failed = [system for system, proc in procs.items() if proc.wait() != 0]
     if failed:
         sys.exit(f"✘ system(s) {failed} failed; see the log above")
-    results = {system: json.loads((work / f"{system}.json").read_text(encoding="utf8")) for system in SYSTEM_NAMES if (work / f"{system}.json").exists()}
+    results = {
+        system: json.loads((work / f"{system}.json").read_text(encoding="utf8"))
+        for system in SYSTEM_NAMES
+        if (work / f"{system}.json").exists()
+    }
     speed = None
     if "a" in results and speed_questions > 0:
         sample = [q for lang in LANGS for q in tests[lang][:speed_questions]]
         print(f"=== inference timing: {len(sample)} questions ===", flush=True)
         speed = time_inference(Path(results["a"]["model"]), sample, repeats=repeats, batch_size=batch_size)
         print(json.dumps(speed, indent=1), flush=True)
-    write_report(results, speed, tests=tests, encoder=encoder, data=data, epochs=epochs, lr=lr, batch_size=batch_size,
-                 micro_batch=micro_batch, threads=threads, note=note)
+    write_report(
+        results,
+        speed,
+        tests=tests,
+        encoder=encoder,
+        data=data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        micro_batch=micro_batch,
+        threads=threads,
+        note=note,
+    )
 
 
 def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, batch_size, micro_batch, tests) -> None:
     print(f"=== {SYSTEM_NAMES[system]} ===", flush=True)
     if system == "a":
-        run = run_spacy(encoder, data, work / "a", epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests)
+        run = run_spacy(
+            encoder, data, work / "a", epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests
+        )
     else:
-        run = run_hf(encoder, data, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests,
-                     max_length=384, stride=128)
+        run = run_hf(
+            encoder,
+            data,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            micro_batch=micro_batch,
+            tests=tests,
+            max_length=384,
+            stride=128,
+        )
     run["scores"] = score(run["predictions"], tests)
     if "unaligned" in run:
         run["unaligned"]["scores"] = score(run["unaligned"]["predictions"], tests)
@@ -369,10 +511,15 @@ def report_rows(results: dict):
     for system, result in sorted(results.items()):
         yield system, result
         if "unaligned" in result:
-            yield f"{system}-unaligned", {**result["unaligned"], "steps": result["steps"], "examples_per_step": result["examples_per_step"]}
+            yield (
+                f"{system}-unaligned",
+                {**result["unaligned"], "steps": result["steps"], "examples_per_step": result["examples_per_step"]},
+            )
 
 
-def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note="") -> None:
+def write_report(
+    results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note=""
+) -> None:
     info = machine_info(threads)
     n_test = sum(len(qs) for qs in tests.values())
     header = ["system", "metric"] + LANGS + ["avg", "steps", "train", "eval questions/s"]
@@ -381,12 +528,24 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
         for metric in ("f1", "exact"):
             values = [100 * result["scores"][lang][metric] for lang in LANGS]
             first = metric == "f1"
-            rows.append([SYSTEM_NAMES[system] if first else "", "F1" if first else "EM"]
-                        + [f"{v:.1f}" for v in values] + [f"**{sum(values) / len(values):.1f}**"]
-                        + ([f"{result['steps']} × {result['examples_per_step']}", minutes(result["train_seconds"]) if "train_seconds" in result else "(same model)",
-                            f"{n_test / result['infer_seconds']:.2f}"] if first else ["", "", ""]))
-    command = (f"python benchmarks/xquad_qa.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
-               f"--batch-size {batch_size} --micro-batch {micro_batch} --threads {threads} --systems {','.join(sorted(results))}")
+            rows.append(
+                [SYSTEM_NAMES[system] if first else "", "F1" if first else "EM"]
+                + [f"{v:.1f}" for v in values]
+                + [f"**{sum(values) / len(values):.1f}**"]
+                + (
+                    [
+                        f"{result['steps']} × {result['examples_per_step']}",
+                        minutes(result["train_seconds"]) if "train_seconds" in result else "(same model)",
+                        f"{n_test / result['infer_seconds']:.2f}",
+                    ]
+                    if first
+                    else ["", "", ""]
+                )
+            )
+    command = (
+        f"python benchmarks/xquad_qa.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
+        f"--batch-size {batch_size} --micro-batch {micro_batch} --threads {threads} --systems {','.join(sorted(results))}"
+    )
     lines = [
         "# XQuAD: train on English (articles 0-35, 925 questions), zero-shot on articles 36-47 in 12 languages",
         "",
@@ -412,10 +571,17 @@ def write_report(results: dict, speed, *, tests, encoder, data, epochs, lr, batc
             f"## Inference speed: {speed['questions']} questions (first {speed['questions'] // len(LANGS)} test questions of each language), "
             f"median of {speed['repeats']} alternating runs, batch {speed['batch_size']}, the same trained weights",
             "",
-            markdown_table(["system", "questions/s", "ratio"], [
-                ["(a) spacy-mbert `nlp.pipe` (tokenization included)", f"{speed['a_questions_per_second']:.2f}", f"**{speed['speedup']:.2f}x**"],
-                ["HF `question-answering` pipeline", f"{speed['hf_pipeline_questions_per_second']:.2f}", "1.00x"],
-            ]),
+            markdown_table(
+                ["system", "questions/s", "ratio"],
+                [
+                    [
+                        "(a) spacy-mbert `nlp.pipe` (tokenization included)",
+                        f"{speed['a_questions_per_second']:.2f}",
+                        f"**{speed['speedup']:.2f}x**",
+                    ],
+                    ["HF `question-answering` pipeline", f"{speed['hf_pipeline_questions_per_second']:.2f}", "1.00x"],
+                ],
+            ),
             "",
             f"Both return the same answer text for {100 * speed['same_answer']:.1f}% of the questions.",
             "",

@@ -36,7 +36,9 @@ def main(name: str, outputs_only: bool = False) -> list[str]:
 
     cats = nlp(TEXTCAT_TEXT).cats
     top = max(cats, key=cats.get) if cats else None
-    print(f"textcat  : {TEXTCAT_TEXT!r} -> {top} ({cats[top]:.2f})" if cats else f"textcat  : {TEXTCAT_TEXT!r} -> no cats")
+    print(
+        f"textcat  : {TEXTCAT_TEXT!r} -> {top} ({cats[top]:.2f})" if cats else f"textcat  : {TEXTCAT_TEXT!r} -> no cats"
+    )
     if top is None or (top != TEXTCAT_LABEL and not outputs_only):
         failed.append(f"textcat gave {top!r}, expected {TEXTCAT_LABEL!r}")
 

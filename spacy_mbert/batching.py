@@ -9,7 +9,7 @@ order. The read-ahead stops early at a token budget, so a stream of very long
 docs does not pile up in memory.
 """
 
-from typing import Iterable, Iterator, List
+from typing import Iterable, Iterator, List, Sequence
 
 from spacy.tokens import Doc
 
@@ -49,3 +49,21 @@ class ReadAheadPipe:
                 yield from docs
             except Exception as error:
                 error_handler(self.name, self, docs, error)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, *, longest_first: bool = True) -> List[List[int]]:
+    """Indices of the items, sorted by length and cut into batches of ``batch_size``.
+
+    A padded batch costs as much as its longest item times its size, so items of
+    similar length should share one. The sort is stable (items of equal length
+    keep their order), and the caller puts each result back at its item's index.
+
+    lengths (Sequence[int]): The length of each item (wordpieces, tokens, ...).
+    batch_size (int): Most items per batch (at least 1).
+    longest_first (bool): Longest batch first, so that running out of memory
+        shows on the first batch and not after all the others.
+    RETURNS (List[List[int]]): Item indices, one list per batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i] if longest_first else lengths[i])
+    step = max(1, batch_size)
+    return [order[start : start + step] for start in range(0, len(order), step)]

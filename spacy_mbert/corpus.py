@@ -72,7 +72,7 @@ def check_gold_labels(example: Example, known_labels: Dict[str, Tuple[str, ...]]
         excerpt = text[:40].replace("\n", " ") + ("..." if len(text) > 40 else "")
         components = "; ".join(f"'{name}' has {', '.join(labels)}" for name, labels in known_labels.items())
         raise DataFormatError(
-            f"{path}: the doc \"{excerpt}\" has gold label(s) {', '.join(map(repr, unknown))}, which the trained "
+            f'{path}: the doc "{excerpt}" has gold label(s) {", ".join(map(repr, unknown))}, which the trained '
             f"text classifier does not know ({components}) and would silently ignore: the label set changed since "
             f"it was trained. Train it from scratch with the new labels instead of sourcing it, or relabel the data."
         )
@@ -103,6 +103,10 @@ def create_corpus_reader(
             f"--paths.train / --paths.dev to the .spacy files."
         )
     return InputCarryingCorpus(
-        path, gold_preproc=gold_preproc, max_length=max_length, limit=limit,
-        augmenter=augmenter, shuffle=shuffle,
+        path,
+        gold_preproc=gold_preproc,
+        max_length=max_length,
+        limit=limit,
+        augmenter=augmenter,
+        shuffle=shuffle,
     )

@@ -46,9 +46,22 @@ def corrupted_file_errors(what: str):
     except (UserError, OSError):
         raise
     except Exception as error:  # msgpack and torch raise many unrelated types
-        text = str(error).strip()
-        reason = text.splitlines()[0][:120] if text else ""
         raise UserError(
-            f"{what} is corrupted or truncated ({type(error).__name__}: {reason}); "
+            f"{what} is corrupted or truncated ({type(error).__name__}: {first_line(error)}); "
             f"re-save or re-download the pipeline."
         ) from None
+
+
+def first_line(error: BaseException, limit: int = 120) -> str:
+    """The first line of an error's message, at most ``limit`` characters ("" for an empty message).
+
+    Library errors (msgpack, torch, huggingface_hub) can run to pages; a one-line
+    UserError quotes only this much of them.
+    """
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else ""
+
+
+def preview(text: str, limit: int = 40) -> str:
+    """``repr`` of a text cut to ``limit`` characters, to name an input in a message."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")

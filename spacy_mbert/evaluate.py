@@ -9,12 +9,9 @@ numbers match ``spacy evaluate`` / ``spacy train``. It prints a table and can
 write the metrics as JSON and a per-language bar chart as PNG.
 
 What is scored depends on the pipeline component: :data:`TASK_SCORERS` maps a
-pipe factory name to a :class:`TaskScorer`. Supporting a new task is one
-decorated function::
-
-    @task_scorer("mbert_qa", metrics=(Metric("exact", "exact"), Metric("f1", "F1")), main="f1")
-    def score_qa(examples, pipe):
-        return {"exact": ..., "f1": ...}
+pipe factory name to a :class:`TaskScorer`, which each task package registers
+(``textcat/scorer.py``, ``qa/scorer.py``, ``translation/scorer.py``; see
+``task_registry.py``). This module only reads, predicts, groups and reports.
 
 Metrics are fractions (0-1) in the returned dict and the JSON file; the console
 table and the chart show percentages.
@@ -23,312 +20,46 @@ table and the chart show percentages.
 import json
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
-from spacy.scorer import Scorer
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from wasabi import msg, table
 
 from .corpus import INPUT_EXTENSIONS
-from .errors import DataFormatError, UserError
+from .errors import DataFormatError, UserError, first_line
 from .extensions import install_extensions
-from .translation.scorer import check_references as check_translation_references
-from .translation.scorer import read_references as read_translation_references
-from .translation.scorer import score_for_evaluate as score_translation_for_evaluate
+from .qa import scorer as _qa_scorer  # noqa: F401  (registers the task)
+from .task_registry import TASK_SCORERS, UNDETERMINED, Metric, TaskScorer, task_scorer
+from .textcat import scorer as _textcat_scorer  # noqa: F401  (registers the tasks)
+from .textcat.scorer import read_textcat_minimal
+from .translation import scorer as _translation_scorer  # noqa: F401  (registers the task)
+
+__all__ = [
+    "TASK_SCORERS",
+    "Metric",
+    "TaskScorer",
+    "evaluate",
+    "find_task",
+    "format_table",
+    "load_pipeline",
+    "plot_chart",
+    "predict",
+    "read_references",
+    "read_textcat_minimal",
+    "task_scorer",
+]
 
 PathLike = Union[str, Path]
 LabelsArg = Optional[Union[PathLike, Sequence[str]]]
 
 ALL = "all"
 UNKNOWN = "unknown"
-# ISO 639 "undetermined": grouped with docs that have no language code.
-UNDETERMINED = "und"
 # Show a progress bar from this many docs on.
 PROGRESS_MIN_DOCS = 1000
-
-
-# --------------------------------------------------------------------------- task registry
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One number a task reports: its JSON key, console/chart header, and whether it is a fraction."""
-
-    key: str
-    header: str
-    percent: bool = True
-
-
-# score(examples, pipe) -> {metric key: value, ...}; extra keys (e.g. "per_label") go to the JSON only.
-ScoreFunc = Callable[[Sequence[Example], Any], Dict[str, Any]]
-# check(reference docs, pipe, data path): raise UserError when the data does not fit the model.
-CheckFunc = Callable[[Sequence[Doc], Any, Path], None]
-# read(path, *, nlp, pipe, lang, labels) -> reference docs, for data files that are not .spacy.
-ReadFunc = Callable[..., List[Doc]]
-
-
-@dataclass(frozen=True)
-class TaskScorer:
-    """How to evaluate one kind of pipeline component (keyed by its factory name)."""
-
-    task: str
-    score: ScoreFunc
-    metrics: Tuple[Metric, ...]
-    main: str
-    check: Optional[CheckFunc] = None
-    read: Optional[ReadFunc] = None
-    suffixes: Tuple[str, ...] = ()
-
-    @property
-    def main_metric(self) -> Metric:
-        return next(metric for metric in self.metrics if metric.key == self.main)
-
-
-TASK_SCORERS: Dict[str, TaskScorer] = {}
-
-
-def task_scorer(
-    factory: str,
-    *,
-    metrics: Sequence[Metric],
-    main: str,
-    check: Optional[CheckFunc] = None,
-    read: Optional[ReadFunc] = None,
-    suffixes: Sequence[str] = (),
-) -> Callable[[ScoreFunc], ScoreFunc]:
-    """Register ``score(examples, pipe) -> metrics`` for components made by ``factory``.
-
-    metrics: The columns to report, in order; ``main`` (one of their keys) is charted.
-    check: Validates the reference docs against the pipe before predicting.
-    read / suffixes: Reader for data files with these suffixes (``.spacy`` is always read as a DocBin).
-    """
-    if main not in {metric.key for metric in metrics}:
-        raise ValueError(f"main metric {main!r} is not one of the metrics of {factory!r}")
-
-    def register(score: ScoreFunc) -> ScoreFunc:
-        TASK_SCORERS[factory] = TaskScorer(
-            factory, score, tuple(metrics), main, check=check, read=read, suffixes=tuple(suffixes)
-        )
-        return score
-
-    return register
-
-
-# --------------------------------------------------------------------------- textcat
-
-
-def _positive_gold_labels(docs: Iterable[Doc]) -> set:
-    return {label for doc in docs for label, value in doc.cats.items() if value and value > 0}
-
-
-def check_textcat_labels(refs: Sequence[Doc], pipe: Any, data_path: Path) -> None:
-    """Reject gold labels the component does not have (labels that are 0.0 everywhere don't count)."""
-    model_labels = list(pipe.labels)
-    unknown = sorted(_positive_gold_labels(refs) - set(model_labels))
-    if unknown:
-        raise UserError(
-            f"{data_path}: gold label(s) {', '.join(map(repr, unknown))} are not labels of the model's "
-            f"'{pipe.name}' component (it has: {', '.join(model_labels) or 'no labels'}); "
-            f"evaluate with data for this model or retrain it with these labels"
-        )
-    if not _positive_gold_labels(refs):
-        raise UserError(f"{data_path}: no doc has a gold label in doc.cats; convert the data with `spacy-mbert convert textcat`")
-
-
-def read_textcat_for_eval(
-    path: Path, *, nlp: Language, pipe: Any, lang: Optional[str], labels: Optional[Sequence[str]]
-) -> List[Doc]:
-    """Read textcat JSONL (``{"text", "label"|"labels", "lang"?}``) into reference docs.
-
-    Lines without a language code (and no ``lang``) get ``doc._.lang = None``. A JSONL line lists
-    all its gold labels, so the component's labels it doesn't mention are set to 0.0 (not missing).
-    """
-    read = _textcat_reader()
-    docs, _ = read(path, nlp=nlp, lang=lang or UNDETERMINED, labels=labels)
-    for doc in docs:
-        if doc._.lang == UNDETERMINED:
-            doc._.lang = None
-        for label in pipe.labels:
-            doc.cats.setdefault(label, 0.0)
-    return docs
-
-
-def _textcat_reader() -> Callable[..., Tuple[List[Doc], List[str]]]:
-    try:
-        from .convert import read_textcat
-    except ImportError:
-        return read_textcat_minimal
-    return read_textcat
-
-
-def read_textcat_minimal(
-    path: PathLike, *, nlp: Language, lang: Optional[str] = None, labels: Optional[Sequence[str]] = None
-) -> Tuple[List[Doc], List[str]]:
-    """Fallback JSONL reader (when ``spacy_mbert.convert`` is unavailable); same contract as ``convert.read_textcat``."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf8") as file:
-        for lineno, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{where}: invalid JSON: {err.msg}; fix the syntax there") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(f'{where}: expected a JSON object like {{"text": "...", "label": "..."}}')
-            text = obj.get("text")
-            if not isinstance(text, str) or not text.strip():
-                raise DataFormatError(f'{where}: "text" must be a non-empty string; add the text to classify')
-            if "label" in obj:
-                gold = [obj["label"]]
-            elif "labels" in obj and isinstance(obj["labels"], list):
-                gold = obj["labels"]
-            else:
-                raise DataFormatError(f'{where}: no label field; add "label": "..." or "labels": [...]')
-            if not gold or not all(isinstance(label, str) and label.strip() for label in gold):
-                raise DataFormatError(f"{where}: labels must be non-empty strings, got {gold!r}; fix the label")
-            record_lang = obj.get("lang") or lang
-            if record_lang is None:
-                raise DataFormatError(f'{where}: no language code: add a "lang" field or pass --lang XX')
-            records.append((where, text, gold, record_lang))
-    if not records:
-        raise DataFormatError(f'{path}: no examples; add one JSON object per line, like {{"text": "...", "label": "..."}}')
-    label_set = list(labels) if labels is not None else sorted({label for _, _, gold, _ in records for label in gold})
-    docs = []
-    for where, text, gold, record_lang in records:
-        extra = sorted(set(gold) - set(label_set))
-        if extra:
-            raise DataFormatError(f"{where}: label {extra[0]!r} is not in the label set ({', '.join(label_set)}); fix it")
-        doc = nlp.make_doc(text)
-        doc._.lang = record_lang
-        doc.cats = {label: 1.0 if label in gold else 0.0 for label in label_set}
-        docs.append(doc)
-    return docs, label_set
-
-
-def _cats_scores(examples: Sequence[Example], pipe: Any, *, multi_label: bool) -> Dict[str, Any]:
-    """``Scorer.score_cats`` with the component's labels and cfg, as ``pipe.score`` calls it."""
-    cfg = getattr(pipe, "cfg", {}) or {}
-    return Scorer.score_cats(
-        examples,
-        "cats",
-        labels=list(pipe.labels),
-        multi_label=multi_label,
-        positive_label=cfg.get("positive_label"),
-        threshold=cfg.get("threshold"),
-    )
-
-
-def _per_label(scores: Dict[str, Any]) -> Dict[str, Dict[str, float]]:
-    return {label: dict(prf) for label, prf in scores["cats_f_per_type"].items()}
-
-
-def exclusive_accuracy(examples: Sequence[Example], labels: Sequence[str]) -> float:
-    """Share of examples whose highest-scoring predicted label is the gold label.
-
-    Only ``labels`` are considered; a doc without a positive gold label counts as wrong.
-    """
-    if not examples:
-        return 0.0
-    labels = set(labels)
-    correct = 0
-    for eg in examples:
-        gold = {k: v for k, v in eg.reference.cats.items() if k in labels}
-        pred = {k: v for k, v in eg.predicted.cats.items() if k in labels}
-        if not gold or not pred:
-            continue
-        gold_label, gold_score = max(gold.items(), key=lambda item: item[1])
-        pred_label = max(pred.items(), key=lambda item: item[1])[0]
-        correct += bool(gold_score and gold_score > 0 and pred_label == gold_label)
-    return correct / len(examples)
-
-
-@task_scorer(
-    "textcat",
-    metrics=(Metric("accuracy", "accuracy"), Metric("macro_f", "macro-F1")),
-    main="accuracy",
-    check=check_textcat_labels,
-    read=read_textcat_for_eval,
-    suffixes=(".jsonl",),
-)
-def score_textcat(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
-    """Exclusive classes: accuracy and macro-F (``cats_macro_f``), plus per-label P/R/F."""
-    scores = _cats_scores(examples, pipe, multi_label=False)
-    return {
-        "accuracy": exclusive_accuracy(examples, pipe.labels),
-        "macro_f": scores["cats_macro_f"],
-        "per_label": _per_label(scores),
-    }
-
-
-@task_scorer(
-    "textcat_multilabel",
-    metrics=(Metric("micro_f", "micro-F1"), Metric("macro_f", "macro-F1"), Metric("macro_auc", "macro-AUC")),
-    main="macro_f",
-    check=check_textcat_labels,
-    read=read_textcat_for_eval,
-    suffixes=(".jsonl",),
-)
-def score_textcat_multilabel(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
-    """Multilabel: micro/macro-F at the component's threshold and macro ROC AUC, plus per-label P/R/F."""
-    scores = _cats_scores(examples, pipe, multi_label=True)
-    return {
-        "micro_f": scores["cats_micro_f"],
-        "macro_f": scores["cats_macro_f"],
-        "macro_auc": scores["cats_macro_auc"],
-        "per_label": _per_label(scores),
-    }
-
-
-@task_scorer(
-    "mbert_translator",
-    metrics=(Metric("translation_bleu", "BLEU"), Metric("translation_chrf", "chrF")),
-    main="translation_bleu",
-    check=check_translation_references,
-    read=read_translation_references,
-    suffixes=(".jsonl", ".tsv"),
-)
-def score_translation(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
-    """sacreBLEU BLEU and chrF (fractions 0-1) with the component's target language and BLEU tokenizer."""
-    return score_translation_for_evaluate(examples, pipe)
-
-
-def read_squad_for_eval(
-    path: Path, *, nlp: Language, pipe: Any, lang: Optional[str], labels: Optional[Sequence[str]]
-) -> List[Doc]:
-    """Read SQuAD JSON (``data[].paragraphs[].qas[]``) into reference docs.
-
-    Articles without a language code (and no ``lang``) get ``doc._.lang = None``.
-    """
-    from .convert import read_squad
-
-    docs = read_squad(path, nlp=nlp, lang=lang or UNDETERMINED)
-    for doc in docs:
-        if doc._.lang == UNDETERMINED:
-            doc._.lang = None
-    return docs
-
-
-@task_scorer(
-    "mbert_qa",
-    metrics=(Metric("qa_exact", "exact"), Metric("qa_f1", "F1")),
-    main="qa_f1",
-    read=read_squad_for_eval,
-    suffixes=(".json",),
-)
-def score_qa(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
-    """SQuAD exact match and F1: max over the gold answers, MLQA normalization per language."""
-    from .qa.scorer import score_qa as squad_scores
-
-    scores = squad_scores(examples)
-    return {"qa_exact": scores["qa_exact"], "qa_f1": scores["qa_f1"]}
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -421,9 +152,8 @@ def load_pipeline(model: Union[str, Path, Language]) -> Language:
     try:
         return spacy.load(model)
     except OSError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"cannot load pipeline '{model}' ({first_line}); pass a directory written by `spacy train` "
+            f"cannot load pipeline '{model}' ({first_line(err, 200) or type(err).__name__}); pass a directory written by `spacy train` "
             f"(e.g. training/model-best) or an installed pipeline package"
         ) from None
 
@@ -460,7 +190,12 @@ def find_task(nlp: Language, component: Optional[str] = None) -> Tuple[str, Any,
 
 
 def read_references(
-    data_path: Path, *, nlp: Language, pipe: Any, spec: TaskScorer, lang: Optional[str] = None,
+    data_path: Path,
+    *,
+    nlp: Language,
+    pipe: Any,
+    spec: TaskScorer,
+    lang: Optional[str] = None,
     labels: Optional[Sequence[str]] = None,
 ) -> List[Doc]:
     """Gold docs from a ``.spacy`` file/directory or a task-specific file; ``lang`` fills missing codes."""
@@ -470,7 +205,9 @@ def read_references(
         docs = spec.read(data_path, nlp=nlp, pipe=pipe, lang=lang, labels=labels)
     else:
         accepted = " or ".join((".spacy",) + spec.suffixes)
-        raise UserError(f"{data_path}: cannot read {data_path.suffix or 'this'} files for {spec.task}; pass a {accepted} file")
+        raise UserError(
+            f"{data_path}: cannot read {data_path.suffix or 'this'} files for {spec.task}; pass a {accepted} file"
+        )
     if not docs:
         raise UserError(f"{data_path}: no docs to evaluate; check the data file")
     if lang is not None:

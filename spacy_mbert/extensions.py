@@ -22,3 +22,8 @@ def install_extensions() -> None:
     for name in DOC_EXTENSIONS:
         if not Doc.has_extension(name):
             Doc.set_extension(name, default=None)
+
+
+def has_text(value: object) -> bool:
+    """True for a string with more than whitespace (a question or translation worth using)."""
+    return isinstance(value, str) and bool(value.strip())

@@ -180,7 +180,7 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
     """
     from transformers import AutoTokenizer
 
-    from .encoder import _hub_offline
+    from .encoder.loading import hub_offline
 
     name = str(encoder)
     path = Path(name).expanduser()
@@ -193,7 +193,7 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
             f"e.g. after `spacy-mbert init-encoder e5-small {name}`."
         )
     else:
-        source, local_only = name, _hub_offline()
+        source, local_only = name, hub_offline()
     try:
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=True)
@@ -206,7 +206,11 @@ def load_piece_tokenizer(encoder: Union[str, Path]):
             # A bare tokenizer.json (no tokenizer_config.json/config.json to name the class).
             return _backend_from_json((path / "tokenizer.json").read_text(encoding="utf8"))
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        where = "a directory without a loadable tokenizer" if path.is_dir() else "not a local directory, not in the Hugging Face cache, and not downloadable"
+        where = (
+            "a directory without a loadable tokenizer"
+            if path.is_dir()
+            else "not a local directory, not in the Hugging Face cache, and not downloadable"
+        )
         raise EncoderNotFoundError(
             f"Could not load the tokenizer of encoder '{name}': {where} ({reason}). {setting} to the "
             f"transformer's checkpoint directory, e.g. after `spacy-mbert init-encoder e5-small encoders/e5-small`."

@@ -38,7 +38,6 @@ from spacy.tokens import Doc
 from spacy.util import registry
 from spacy.vocab import Vocab
 
-
 # The CJK Unified Ideographs blocks BERT isolates (tokenization_bert._is_chinese_char).
 # The fast (Rust) tokenizers start the last extension block at U+2B920, not U+2B820
 # as the Python one does; isolating only what both isolate keeps every wordpiece of

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from spacy_mbert.checkpoints.tiny import build_tiny
 from spacy_mbert.convert import make_nlp
-from spacy_mbert.encoders.tiny import build_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -21,10 +21,11 @@ def corpus_text_files():
     return files
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tiny models run fastest on one thread; with 2+ threads on a busy 2-core machine,
-    OpenMP spin-waiting makes them 10-50x slower."""
+    OpenMP spin-waiting makes them 10-50x slower. Session-wide, so that session and
+    module fixtures (tiny encoders, trained pipelines) run on one thread too."""
     import torch
 
     threads = torch.get_num_threads()
@@ -42,9 +43,7 @@ def tiny_wordpiece_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_unigram_dir(tmp_path_factory) -> Path:
     """An XLM-R-style checkpoint whose tokenizer is only a tokenizer.json (like multilingual-e5)."""
-    return build_tiny(
-        tmp_path_factory.mktemp("tiny-unigram"), texts=corpus_text_files(), tokenizer_type="unigram"
-    )
+    return build_tiny(tmp_path_factory.mktemp("tiny-unigram"), texts=corpus_text_files(), tokenizer_type="unigram")
 
 
 THAI_SENTENCES = [
@@ -88,9 +87,7 @@ def offline_env(tmp_path):
 
 def run_python(code: str, env=None, cwd=None) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter; return the completed process (text output)."""
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def blank_xx():

@@ -15,7 +15,7 @@ from spacy_transformers.layers.transformer_model import huggingface_tokenize
 from spacy_transformers.span_getters import get_strided_spans
 from transformers import AutoTokenizer
 
-from spacy_mbert.alignment import align_by_offsets
+from spacy_mbert.encoder.alignment import align_by_offsets
 
 from .conftest import THAI_TEXT, blank_xx
 

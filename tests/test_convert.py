@@ -73,30 +73,43 @@ def qa(qid, question, answers=None, impossible=None):
 
 
 def test_textcat_exclusive_roundtrip(tmp_path, nlp):
-    src = write_jsonl(tmp_path / "train.jsonl", [
-        {"text": "Das ist gut.", "label": "pos", "lang": "de"},
-        {"text": "这很糟糕。", "label": "neg", "lang": "zh"},
-        {"text": "Fine.", "label": "pos"},
-    ])
+    src = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {"text": "Das ist gut.", "label": "pos", "lang": "de"},
+            {"text": "这很糟糕。", "label": "neg", "lang": "zh"},
+            {"text": "Fine.", "label": "pos"},
+        ],
+    )
     summary = convert("textcat", src, tmp_path / "out" / "train.spacy", lang="en", nlp=nlp)
     assert summary == {
-        "task": "textcat", "inputs": [str(src)], "labels": ["neg", "pos"], "multilabel": False,
-        "docs": 3, "per_lang": {"de": 1, "en": 1, "zh": 1}, "output": str(tmp_path / "out" / "train.spacy"),
+        "task": "textcat",
+        "inputs": [str(src)],
+        "labels": ["neg", "pos"],
+        "multilabel": False,
+        "docs": 3,
+        "per_lang": {"de": 1, "en": 1, "zh": 1},
+        "output": str(tmp_path / "out" / "train.spacy"),
     }
     docs = read_back(tmp_path / "out" / "train.spacy", nlp)
     assert [doc.text for doc in docs] == ["Das ist gut.", "这很糟糕。", "Fine."]
     assert [doc._.lang for doc in docs] == ["de", "zh", "en"]
     assert [doc.cats for doc in docs] == [
-        {"neg": 0.0, "pos": 1.0}, {"neg": 1.0, "pos": 0.0}, {"neg": 0.0, "pos": 1.0},
+        {"neg": 0.0, "pos": 1.0},
+        {"neg": 1.0, "pos": 0.0},
+        {"neg": 0.0, "pos": 1.0},
     ]
     assert [t.text for t in docs[1]] == ["这", "很", "糟", "糕", "。"]
 
 
 def test_textcat_multilabel_gives_several_positive_cats(tmp_path, nlp):
-    src = write_jsonl(tmp_path / "ml.jsonl", [
-        {"text": "sport and politics", "labels": ["sport", "politics"]},
-        {"text": "just art", "labels": ["art", "art"]},
-    ])
+    src = write_jsonl(
+        tmp_path / "ml.jsonl",
+        [
+            {"text": "sport and politics", "labels": ["sport", "politics"]},
+            {"text": "just art", "labels": ["art", "art"]},
+        ],
+    )
     summary = convert("textcat", src, tmp_path / "ml.spacy", lang="en", nlp=nlp)
     assert summary["multilabel"] is True
     assert summary["labels"] == ["art", "politics", "sport"]
@@ -122,31 +135,59 @@ def test_textcat_blank_lines_skipped_and_line_numbers_kept(tmp_path, nlp):
 
 
 def test_textcat_unknown_fields_warn_once(tmp_path, nlp):
-    src = write_jsonl(tmp_path / "t.jsonl", [
-        {"text": "a", "label": "x", "id": 1}, {"text": "b", "label": "x", "id": 2, "meta": {}},
-    ])
+    src = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"text": "a", "label": "x", "id": 1},
+            {"text": "b", "label": "x", "id": 2, "meta": {}},
+        ],
+    )
     with pytest.warns(UserWarning, match=re.escape('"id" (first on line 1), "meta" (first on line 2)')) as record:
         docs, _ = read_textcat(src, nlp=nlp, lang="en")
     assert len(docs) == 2 and len(record) == 1
 
 
-@pytest.mark.parametrize("lines,fragments", [
-    (['{"text": "a", "label": "x"', ], [":1: invalid JSON at column 27"]),
-    (['["a", "x"]'], [":1: expected a JSON object", "got a list"]),
-    ([{"label": "x"}], [':1: "text" is missing']),
-    ([{"text": "  ", "label": "x"}], [':1: "text" is empty']),
-    ([{"text": 5, "label": "x"}], [':1: "text" must be a string, got a number']),
-    ([{"text": "a"}], [":1: no label field", '"label"', '"labels"']),
-    ([{"text": "a", "labels": []}], [':1: "labels" is empty']),
-    ([{"text": "a", "labels": ["x", 3]}], [':1: "labels"[1] must be a non-empty string, got 3']),
-    ([{"text": "a", "label": None}], [':1: "label" must be a non-empty string']),
-    ([{"text": "a", "labels": "x"}], [':1: "labels" must be a list of strings, got a string']),
-    ([{"text": "a", "label": "x", "labels": ["x"]}], [':1: has both "label" and "labels"']),
-    ([{"text": "a", "label": "x"}, {"text": "b", "label": "x"}, {"text": "c", "labels": ["x"]}],
-     [':3: uses "labels" but line 1 uses "label"']),
-    ([{"text": "a", "label": "x", "lang": "German"}], [':1: "lang" must be a language code', "'German'"]),
-], ids=["bad-json", "not-object", "missing-text", "empty-text", "non-string-text", "missing-label",
-        "empty-labels", "non-string-labels", "null-label", "labels-not-list", "both-styles", "mixed-styles", "bad-lang"])
+@pytest.mark.parametrize(
+    "lines,fragments",
+    [
+        (
+            [
+                '{"text": "a", "label": "x"',
+            ],
+            [":1: invalid JSON at column 27"],
+        ),
+        (['["a", "x"]'], [":1: expected a JSON object", "got a list"]),
+        ([{"label": "x"}], [':1: "text" is missing']),
+        ([{"text": "  ", "label": "x"}], [':1: "text" is empty']),
+        ([{"text": 5, "label": "x"}], [':1: "text" must be a string, got a number']),
+        ([{"text": "a"}], [":1: no label field", '"label"', '"labels"']),
+        ([{"text": "a", "labels": []}], [':1: "labels" is empty']),
+        ([{"text": "a", "labels": ["x", 3]}], [':1: "labels"[1] must be a non-empty string, got 3']),
+        ([{"text": "a", "label": None}], [':1: "label" must be a non-empty string']),
+        ([{"text": "a", "labels": "x"}], [':1: "labels" must be a list of strings, got a string']),
+        ([{"text": "a", "label": "x", "labels": ["x"]}], [':1: has both "label" and "labels"']),
+        (
+            [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}, {"text": "c", "labels": ["x"]}],
+            [':3: uses "labels" but line 1 uses "label"'],
+        ),
+        ([{"text": "a", "label": "x", "lang": "German"}], [':1: "lang" must be a language code', "'German'"]),
+    ],
+    ids=[
+        "bad-json",
+        "not-object",
+        "missing-text",
+        "empty-text",
+        "non-string-text",
+        "missing-label",
+        "empty-labels",
+        "non-string-labels",
+        "null-label",
+        "labels-not-list",
+        "both-styles",
+        "mixed-styles",
+        "bad-lang",
+    ],
+)
 def test_textcat_errors(tmp_path, nlp, lines, fragments):
     src = write_jsonl(tmp_path / "t.jsonl", lines)
     assert_error(lambda: read_textcat(src, nlp=nlp, lang="en"), f"{src}{fragments[0]}", *fragments[1:])
@@ -154,11 +195,16 @@ def test_textcat_errors(tmp_path, nlp, lines, fragments):
 
 def test_textcat_unknown_label_in_closed_set(tmp_path, nlp):
     src = write_jsonl(tmp_path / "t.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "meh"}])
-    assert_error(lambda: read_textcat(src, nlp=nlp, lang="en", labels=["pos", "neg"]),
-                 f"{src}:2: \"label\" 'meh' is not in the label set (pos, neg)", "labels file")
+    assert_error(
+        lambda: read_textcat(src, nlp=nlp, lang="en", labels=["pos", "neg"]),
+        f"{src}:2: \"label\" 'meh' is not in the label set (pos, neg)",
+        "labels file",
+    )
     multi = write_jsonl(tmp_path / "m.jsonl", [{"text": "b", "labels": ["pos", "meh"]}])
-    assert_error(lambda: read_textcat(multi, nlp=nlp, lang="en", labels=["pos", "neg"]),
-                 f"{multi}:1: \"labels\"[1] 'meh' is not in the label set (pos, neg)")
+    assert_error(
+        lambda: read_textcat(multi, nlp=nlp, lang="en", labels=["pos", "neg"]),
+        f"{multi}:1: \"labels\"[1] 'meh' is not in the label set (pos, neg)",
+    )
 
 
 def test_textcat_empty_file(tmp_path, nlp):
@@ -178,13 +224,17 @@ def test_textcat_invalid_utf8(tmp_path, nlp):
     assert_error(lambda: read_textcat(src, nlp=nlp, lang="en"), f"{src}:2: not valid UTF-8")
 
 
-@pytest.mark.parametrize("content,fragment", [
-    ('{"labels": ["a"]}', "expected a JSON list of labels"),
-    ('["a", "b", "a"]', "label 'a' is listed more than once"),
-    ('["a", ""]', "label [1] must be a non-empty string"),
-    ("[]", "the label set is empty"),
-    ('["a",', "invalid JSON"),
-], ids=["not-list", "duplicate", "empty-label", "empty-set", "bad-json"])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        ('{"labels": ["a"]}', "expected a JSON list of labels"),
+        ('["a", "b", "a"]', "label 'a' is listed more than once"),
+        ('["a", ""]', "label [1] must be a non-empty string"),
+        ("[]", "the label set is empty"),
+        ('["a",', "invalid JSON"),
+    ],
+    ids=["not-list", "duplicate", "empty-label", "empty-set", "bad-json"],
+)
 def test_labels_file_errors(tmp_path, content, fragment):
     path = tmp_path / "labels.json"
     path.write_text(content, encoding="utf-8")
@@ -195,25 +245,60 @@ def test_labels_file_errors(tmp_path, content, fragment):
 
 
 def test_squad_roundtrip_offsets_cjk_arabic(tmp_path, nlp):
-    data = {"version": "v2.0", "lang": "en", "data": [
-        {"title": "zh", "lang": "zh", "paragraphs": [{"context": "北京是中国的首都。", "qas": [
-            qa("z1", "哪个国家？", [("中国", 3), ("中国", 3)]),
-        ]}]},
-        {"title": "ar", "lang": "ar", "paragraphs": [{"context": "عاصمة مصر هي القاهرة.", "qas": [
-            qa("a1", "ما هي عاصمة مصر؟", [("القاهرة", 13)]),
-            qa("a2", "ما هي عاصمة فرنسا؟", [], impossible=True),
-        ]}]},
-        {"title": "en", "paragraphs": [{"context": "The station is 10km from Bonn, not Berlin.", "qas": [
-            qa("e1", "How far?", [("10", 15), ("10km", 15)]),
-        ]}]},
-    ]}
+    data = {
+        "version": "v2.0",
+        "lang": "en",
+        "data": [
+            {
+                "title": "zh",
+                "lang": "zh",
+                "paragraphs": [
+                    {
+                        "context": "北京是中国的首都。",
+                        "qas": [
+                            qa("z1", "哪个国家？", [("中国", 3), ("中国", 3)]),
+                        ],
+                    }
+                ],
+            },
+            {
+                "title": "ar",
+                "lang": "ar",
+                "paragraphs": [
+                    {
+                        "context": "عاصمة مصر هي القاهرة.",
+                        "qas": [
+                            qa("a1", "ما هي عاصمة مصر؟", [("القاهرة", 13)]),
+                            qa("a2", "ما هي عاصمة فرنسا؟", [], impossible=True),
+                        ],
+                    }
+                ],
+            },
+            {
+                "title": "en",
+                "paragraphs": [
+                    {
+                        "context": "The station is 10km from Bonn, not Berlin.",
+                        "qas": [
+                            qa("e1", "How far?", [("10", 15), ("10km", 15)]),
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
     src = write_json(tmp_path / "dev.json", data)
     summary = convert("qa", src, tmp_path / "dev.spacy", nlp=nlp)
     assert summary["docs"] == 4 and summary["per_lang"] == {"ar": 2, "en": 1, "zh": 1}
     assert summary["unanswerable"] == 1 and summary["unaligned_answers"] == 1
     zh, ar, ar_impossible, en = read_back(tmp_path / "dev.spacy", nlp)
 
-    assert (zh.text, zh._.lang, zh._.question, zh.user_data["qa_id"]) == ("北京是中国的首都。", "zh", "哪个国家？", "z1")
+    assert (zh.text, zh._.lang, zh._.question, zh.user_data["qa_id"]) == (
+        "北京是中国的首都。",
+        "zh",
+        "哪个国家？",
+        "z1",
+    )
     # DocBin reads user data back with msgpack use_list=False: lists come back as tuples.
     assert zh._.answers == ({"text": "中国", "start_char": 3, "end_char": 5},)  # duplicate answer deduped
     assert [(s.text, s.start_char, s.end_char, s.label_) for s in zh.spans["answers"]] == [("中国", 3, 5, "ANSWER")]
@@ -228,14 +313,23 @@ def test_squad_roundtrip_offsets_cjk_arabic(tmp_path, nlp):
 
     # "10" ends inside the token "10km": kept as offsets, no span.
     assert en._.lang == "en"  # top-level lang
-    assert list(en._.answers) == [{"text": "10", "start_char": 15, "end_char": 17},
-                            {"text": "10km", "start_char": 15, "end_char": 19}]
+    assert list(en._.answers) == [
+        {"text": "10", "start_char": 15, "end_char": 17},
+        {"text": "10km", "start_char": 15, "end_char": 19},
+    ]
     assert [s.text for s in en.spans["answers"]] == ["10km"]
 
 
 def test_squad_lang_option_and_v11(tmp_path, nlp):
-    v11 = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
-        {"context": "Paris is in France.", "qas": [qa(17, "Where?", [("France", 12)])]}]}]}
+    v11 = {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "t",
+                "paragraphs": [{"context": "Paris is in France.", "qas": [qa(17, "Where?", [("France", 12)])]}],
+            }
+        ],
+    }
     docs = read_squad(write_json(tmp_path / "v11.json", v11), nlp=nlp, lang="fr")
     assert [(d._.lang, d.user_data["qa_id"], d._.answers[0]["end_char"]) for d in docs] == [("fr", "17", 18)]
 
@@ -249,38 +343,81 @@ def squad_error_cases():
         ("missing-context", squad([{"qas": [ok]}]), ['data[0].paragraphs[0]: "context" is missing']),
         ("empty-context", squad([{"context": "", "qas": [ok]}]), ['data[0].paragraphs[0]: "context" is empty']),
         ("missing-qas", squad([{"context": ok_context}]), ['data[0].paragraphs[0]: "qas" is missing']),
-        ("missing-question", squad([{"context": ok_context, "qas": [{"id": "q1", "answers": []}]}]),
-         ['data[0].paragraphs[0].qas[0] (id "q1"): "question" is missing']),
-        ("empty-question", squad([{"context": ok_context, "qas": [qa("q1", " ", [("Bonn", 0)])]}]),
-         ['data[0].paragraphs[0].qas[0] (id "q1"): "question" is empty']),
-        ("missing-answers", squad([{"context": ok_context, "qas": [qa("q1", "Which?")]}]),
-         ['qas[0] (id "q1"): "answers" is missing', '"is_impossible": true']),
-        ("empty-answers", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [])]}]),
-         ['qas[0] (id "q1"): "answers" is empty']),
-        ("impossible-with-answers",
-         squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("Bonn", 0)], impossible=True)]}]),
-         ['"is_impossible" is true but "answers" has 1 entries']),
-        ("wrong-start", squad([{"context": ok_context, "qas": [ok, qa("q7", "Which?", [("Berlin", 0)])]}]),
-         ['data[0].paragraphs[0].qas[1] (id "q7"): answers[0].answer_start=0 does not point at the answer '
-          'text "Berlin" (context has "Bonn, " there); fix answer_start (the text first occurs at 10)']),
-        ("start-past-end", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("capital.", 30)])]}]),
-         ['qas[0] (id "q1"): answers[0].answer_start=30', "run past the end of the context (34 characters)"]),
-        ("negative-start", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("Bonn", -1)])]}]),
-         ['qas[0] (id "q1"): answers[0].answer_start must be a character offset', "got -1"]),
-        ("empty-answer-text", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("", 0)])]}]),
-         ['qas[0] (id "q1"): answers[0]: "text" is empty']),
-        ("impossible-not-bool", squad([{"context": ok_context, "qas": [qa("q1", "Which?", [], impossible="no")]}]),
-         ['qas[0] (id "q1"): "is_impossible" must be true or false']),
-        ("answers-not-list", squad([{"context": ok_context, "qas": [{**ok, "answers": {"text": "Bonn"}}]}]),
-         ['qas[0] (id "q1"): "answers" must be a list, got an object']),
+        (
+            "missing-question",
+            squad([{"context": ok_context, "qas": [{"id": "q1", "answers": []}]}]),
+            ['data[0].paragraphs[0].qas[0] (id "q1"): "question" is missing'],
+        ),
+        (
+            "empty-question",
+            squad([{"context": ok_context, "qas": [qa("q1", " ", [("Bonn", 0)])]}]),
+            ['data[0].paragraphs[0].qas[0] (id "q1"): "question" is empty'],
+        ),
+        (
+            "missing-answers",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?")]}]),
+            ['qas[0] (id "q1"): "answers" is missing', '"is_impossible": true'],
+        ),
+        (
+            "empty-answers",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [])]}]),
+            ['qas[0] (id "q1"): "answers" is empty'],
+        ),
+        (
+            "impossible-with-answers",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("Bonn", 0)], impossible=True)]}]),
+            ['"is_impossible" is true but "answers" has 1 entries'],
+        ),
+        (
+            "wrong-start",
+            squad([{"context": ok_context, "qas": [ok, qa("q7", "Which?", [("Berlin", 0)])]}]),
+            [
+                'data[0].paragraphs[0].qas[1] (id "q7"): answers[0].answer_start=0 does not point at the answer '
+                'text "Berlin" (context has "Bonn, " there); fix answer_start (the text first occurs at 10)'
+            ],
+        ),
+        (
+            "start-past-end",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("capital.", 30)])]}]),
+            ['qas[0] (id "q1"): answers[0].answer_start=30', "run past the end of the context (34 characters)"],
+        ),
+        (
+            "negative-start",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("Bonn", -1)])]}]),
+            ['qas[0] (id "q1"): answers[0].answer_start must be a character offset', "got -1"],
+        ),
+        (
+            "empty-answer-text",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [("", 0)])]}]),
+            ['qas[0] (id "q1"): answers[0]: "text" is empty'],
+        ),
+        (
+            "impossible-not-bool",
+            squad([{"context": ok_context, "qas": [qa("q1", "Which?", [], impossible="no")]}]),
+            ['qas[0] (id "q1"): "is_impossible" must be true or false'],
+        ),
+        (
+            "answers-not-list",
+            squad([{"context": ok_context, "qas": [{**ok, "answers": {"text": "Bonn"}}]}]),
+            ['qas[0] (id "q1"): "answers" must be a list, got an object'],
+        ),
         ("missing-paragraphs", {"data": [{"title": "t"}]}, ['data[0]: "paragraphs" is missing']),
-        ("missing-id", squad([{"context": ok_context, "qas": [{"question": "Which?", "answers": []}]}]),
-         ['data[0].paragraphs[0].qas[0]: "id" is missing']),
-        ("duplicate-id", squad([{"context": ok_context, "qas": [ok]}, {"context": ok_context, "qas": [ok]}]),
-         ['data[0].paragraphs[1].qas[0]: duplicate question id "q1" (first used at data[0].paragraphs[0].qas[0])']),
+        (
+            "missing-id",
+            squad([{"context": ok_context, "qas": [{"question": "Which?", "answers": []}]}]),
+            ['data[0].paragraphs[0].qas[0]: "id" is missing'],
+        ),
+        (
+            "duplicate-id",
+            squad([{"context": ok_context, "qas": [ok]}, {"context": ok_context, "qas": [ok]}]),
+            ['data[0].paragraphs[1].qas[0]: duplicate question id "q1" (first used at data[0].paragraphs[0].qas[0])'],
+        ),
         ("no-questions", squad([{"context": ok_context, "qas": []}]), ["no questions"]),
-        ("bad-lang", squad([{"context": ok_context, "qas": [ok]}], lang="english"),
-         [': lang: "lang" must be a language code', "'english'"]),
+        (
+            "bad-lang",
+            squad([{"context": ok_context, "qas": [ok]}], lang="english"),
+            [': lang: "lang" must be a language code', "'english'"],
+        ),
     ]
 
 
@@ -302,7 +439,9 @@ def test_squad_invalid_json_names_line_and_column(tmp_path, nlp):
 
 def test_squad_missing_language(tmp_path, nlp):
     src = write_json(tmp_path / "train.json", squad([{"context": "Bonn.", "qas": [qa("q1", "?", [("Bonn", 0)])]}]))
-    assert_error(lambda: read_squad(src, nlp=nlp), f'{src}: data[0]: no language code: add a "lang" field or pass --lang XX')
+    assert_error(
+        lambda: read_squad(src, nlp=nlp), f'{src}: data[0]: no language code: add a "lang" field or pass --lang XX'
+    )
 
 
 # --------------------------------------------------------------------------- translation
@@ -316,48 +455,68 @@ def test_pairs_tsv_lang_from_filename(tmp_path, nlp):
     assert summary["docs"] == 2 and summary["per_lang"] == {"de": 2}
     docs = read_back(tmp_path / "de-en.spacy", nlp)
     assert [(d.text, d._.translation, d._.lang) for d in docs] == [
-        ("Guten Morgen.", "Good morning.", "de"), ("Danke!", "Thanks!", "de"),
+        ("Guten Morgen.", "Good morning.", "de"),
+        ("Danke!", "Thanks!", "de"),
     ]
     # --lang wins over the file name
     assert read_pairs(src, nlp=nlp, lang="nds")[0]._.lang == "nds"
 
 
 def test_pairs_jsonl_with_record_lang(tmp_path, nlp):
-    src = write_jsonl(tmp_path / "pairs.jsonl", [
-        {"source": "Good morning.", "target": "早上好。"},
-        {"source": "مرحبا", "target": "Hello", "lang": "ar"},
-    ])
+    src = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {"source": "Good morning.", "target": "早上好。"},
+            {"source": "مرحبا", "target": "Hello", "lang": "ar"},
+        ],
+    )
     docs = read_pairs(src, nlp=nlp, lang="en")
     assert [(d.text, d._.translation, d._.lang) for d in docs] == [
-        ("Good morning.", "早上好。", "en"), ("مرحبا", "Hello", "ar"),
+        ("Good morning.", "早上好。", "en"),
+        ("مرحبا", "Hello", "ar"),
     ]
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("deu-eng.tsv", "deu"), ("de-en.tsv", "de"), ("DE-EN.tsv", "DE"), ("train.tsv", None), ("de-en-x.tsv", None),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("deu-eng.tsv", "deu"),
+        ("de-en.tsv", "de"),
+        ("DE-EN.tsv", "DE"),
+        ("train.tsv", None),
+        ("de-en-x.tsv", None),
+    ],
+)
 def test_lang_from_filename(name, expected):
     assert lang_from_filename(name) == expected
 
 
-@pytest.mark.parametrize("content,fragments", [
-    ("a\tb\nonly one column\n", [":2: expected 2 tab-separated columns", "found 1"]),
-    ("a\tb\tCC-BY attribution\n", [":1: expected 2 tab-separated columns", "found 3"]),
-    ("\tb\n", [":1: column 1 (source) is empty"]),
-    ("a\t \n", [":1: column 2 (target) is empty"]),
-], ids=["one-column", "three-columns", "empty-source", "empty-target"])
+@pytest.mark.parametrize(
+    "content,fragments",
+    [
+        ("a\tb\nonly one column\n", [":2: expected 2 tab-separated columns", "found 1"]),
+        ("a\tb\tCC-BY attribution\n", [":1: expected 2 tab-separated columns", "found 3"]),
+        ("\tb\n", [":1: column 1 (source) is empty"]),
+        ("a\t \n", [":1: column 2 (target) is empty"]),
+    ],
+    ids=["one-column", "three-columns", "empty-source", "empty-target"],
+)
 def test_pairs_tsv_errors(tmp_path, nlp, content, fragments):
     src = tmp_path / "de-en.tsv"
     src.write_text(content, encoding="utf-8")
     assert_error(lambda: read_pairs(src, nlp=nlp), f"{src}{fragments[0]}", *fragments[1:])
 
 
-@pytest.mark.parametrize("rows,fragment", [
-    ([{"source": "a", "target": "b"}, {"target": "b"}], ':2: "source" is missing'),
-    ([{"source": "a", "target": ""}], ':1: "target" is empty'),
-    ([{"source": "a", "target": ["b"]}], ':1: "target" must be a string, got a list'),
-    (["{'source': 'a'}"], ":1: invalid JSON at column 2"),
-], ids=["missing-source", "empty-target", "non-string-target", "bad-json"])
+@pytest.mark.parametrize(
+    "rows,fragment",
+    [
+        ([{"source": "a", "target": "b"}, {"target": "b"}], ':2: "source" is missing'),
+        ([{"source": "a", "target": ""}], ':1: "target" is empty'),
+        ([{"source": "a", "target": ["b"]}], ':1: "target" must be a string, got a list'),
+        (["{'source': 'a'}"], ":1: invalid JSON at column 2"),
+    ],
+    ids=["missing-source", "empty-target", "non-string-target", "bad-json"],
+)
 def test_pairs_jsonl_errors(tmp_path, nlp, rows, fragment):
     src = write_jsonl(tmp_path / "pairs.jsonl", rows)
     assert_error(lambda: read_pairs(src, nlp=nlp, lang="en"), f"{src}{fragment}")
@@ -401,30 +560,50 @@ def test_convert_directory_mixed_styles_and_cross_file_qa_ids(tmp_path, nlp):
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", [{"text": "a", "label": "x"}])
     write_jsonl(folder / "b.jsonl", [{"text": "b", "labels": ["x"]}])
-    assert_error(lambda: convert("textcat", folder, tmp_path / "o.spacy", lang="en", nlp=nlp),
-                 f'{folder / "b.jsonl"}: uses "labels" but {folder / "a.jsonl"} uses "label"')
+    assert_error(
+        lambda: convert("textcat", folder, tmp_path / "o.spacy", lang="en", nlp=nlp),
+        f'{folder / "b.jsonl"}: uses "labels" but {folder / "a.jsonl"} uses "label"',
+    )
     qa_dir = tmp_path / "qa"
     qa_dir.mkdir()
     for name in ("a.json", "b.json"):
         write_json(qa_dir / name, squad([{"context": "Bonn.", "qas": [qa("q1", "?", [("Bonn", 0)])]}]))
-    assert_error(lambda: convert("qa", qa_dir, tmp_path / "o.spacy", lang="de", nlp=nlp),
-                 f'{qa_dir / "b.json"}: question id "q1" is also used in {qa_dir / "a.json"}')
+    assert_error(
+        lambda: convert("qa", qa_dir, tmp_path / "o.spacy", lang="de", nlp=nlp),
+        f'{qa_dir / "b.json"}: question id "q1" is also used in {qa_dir / "a.json"}',
+    )
 
 
 def test_convert_usage_errors(tmp_path, nlp):
     src = write_jsonl(tmp_path / "t.jsonl", [{"text": "a", "label": "x"}])
-    assert_error(lambda: convert("ner", src, tmp_path / "o.spacy"), "unknown task 'ner'; use one of: textcat, qa, translation",
-                 exc=UserError)
-    assert_error(lambda: convert("qa", src, tmp_path / "o.spacy", labels_path=src), "--labels only applies to the textcat task",
-                 exc=UserError)
-    assert_error(lambda: convert("textcat", src, tmp_path / "o.json", lang="en", nlp=nlp), "must end in .spacy", exc=UserError)
-    assert_error(lambda: convert("textcat", src, tmp_path / "o.spacy", lang="English"), "--lang must be a language code",
-                 exc=UserError)
-    assert_error(lambda: convert("textcat", tmp_path / "nope.jsonl", tmp_path / "o.spacy", lang="en"),
-                 "no such file or directory", exc=UserError)
+    assert_error(
+        lambda: convert("ner", src, tmp_path / "o.spacy"),
+        "unknown task 'ner'; use one of: textcat, qa, translation",
+        exc=UserError,
+    )
+    assert_error(
+        lambda: convert("qa", src, tmp_path / "o.spacy", labels_path=src),
+        "--labels only applies to the textcat task",
+        exc=UserError,
+    )
+    assert_error(
+        lambda: convert("textcat", src, tmp_path / "o.json", lang="en", nlp=nlp), "must end in .spacy", exc=UserError
+    )
+    assert_error(
+        lambda: convert("textcat", src, tmp_path / "o.spacy", lang="English"),
+        "--lang must be a language code",
+        exc=UserError,
+    )
+    assert_error(
+        lambda: convert("textcat", tmp_path / "nope.jsonl", tmp_path / "o.spacy", lang="en"),
+        "no such file or directory",
+        exc=UserError,
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert_error(lambda: convert("qa", empty, tmp_path / "o.spacy", lang="en"), f"{empty}: no .json files", exc=UserError)
+    assert_error(
+        lambda: convert("qa", empty, tmp_path / "o.spacy", lang="en"), f"{empty}: no .json files", exc=UserError
+    )
     assert not (tmp_path / "o.spacy").exists()
 
 
@@ -460,11 +639,15 @@ def _corpus_records(path):
 def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp, folder):
     task, multilabel = CORPUS_TASKS[folder]
     directory = CORPUS_DIR / folder
-    files = sorted(
-        p for p in directory.glob("*") if p.suffix in TASK_SUFFIXES[task] and p.name != "labels.json"
-    ) if directory.is_dir() else []
+    files = (
+        sorted(p for p in directory.glob("*") if p.suffix in TASK_SUFFIXES[task] and p.name != "labels.json")
+        if directory.is_dir()
+        else []
+    )
     stems = {path.stem for path in files}
-    assert {"train", "dev"} <= stems, f"{directory} lacks a train and a dev data file; found: {sorted(p.name for p in files)}"
+    assert {"train", "dev"} <= stems, (
+        f"{directory} lacks a train and a dev data file; found: {sorted(p.name for p in files)}"
+    )
     labels = directory / "labels.json"
     for path in files:
         try:
@@ -472,8 +655,9 @@ def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp, folder):
         except (ValueError, KeyError) as error:
             pytest.fail(f"{path} is malformed: {type(error).__name__}: {error}")
         assert expected > 0, f"{path} holds no records"
-        summary = convert(task, path, tmp_path / f"{path.stem}.spacy", nlp=nlp,
-                          labels_path=labels if labels.exists() else None)
+        summary = convert(
+            task, path, tmp_path / f"{path.stem}.spacy", nlp=nlp, labels_path=labels if labels.exists() else None
+        )
         assert summary["docs"] == expected, path
         assert sum(summary["per_lang"].values()) == expected and None not in summary["per_lang"], path
         if multilabel is not None:

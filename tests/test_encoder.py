@@ -5,8 +5,8 @@ import numpy
 import pytest
 import spacy
 
+from spacy_mbert.checkpoints.tiny import build_tiny
 from spacy_mbert.encoder import load_pretrained
-from spacy_mbert.encoders.tiny import build_tiny
 from spacy_mbert.errors import EncoderNotFoundError, UserError
 
 from .conftest import ROOT, corpus_text_files, run_python, transformer_pipeline
@@ -149,13 +149,22 @@ def test_registered_names_resolve_through_entry_points():
 
 def test_prediction_runs_length_sorted_groups_with_the_same_outputs(tiny_wordpiece_dir):
     """Windows run longest first in groups cut to their own width; outputs match the padded batch."""
-    texts = ["Hallo.", "", "Ein etwas längerer Satz über das Wetter in Berlin und Paris.", "東京", "x " * 60, "Bonjour !"]
+    texts = [
+        "Hallo.",
+        "",
+        "Ein etwas längerer Satz über das Wetter in Berlin und Paris.",
+        "東京",
+        "x " * 60,
+        "Bonjour !",
+    ]
     nlp = transformer_pipeline(tiny_wordpiece_dir)
     nlp.initialize()
     shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
     assert shim.length_sorted_rows == 16
     widths = []
-    hook = shim._model.register_forward_pre_hook(lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape), with_kwargs=True)
+    hook = shim._model.register_forward_pre_hook(
+        lambda module, args, kwargs: widths.append(kwargs["input_ids"].shape), with_kwargs=True
+    )
     shim.length_sorted_rows = 2
     sorted_docs = list(nlp.pipe(texts, batch_size=len(texts)))
     hook.remove()

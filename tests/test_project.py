@@ -41,12 +41,30 @@ def test_all_workflow_end_to_end_on_tiny_encoder(tmp_path, tiny_wordpiece_dir):
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     result = subprocess.run(
-        [sys.executable, "-m", "spacy", "project", "run", "all", str(project),
-         "--vars.base_model", str(tiny_wordpiece_dir), "--vars.textcat_steps", "6",
-         "--vars.qa_epochs", "1", "--vars.translation_steps", "6",
-         # An untrained tiny encoder cannot give the expected label: check the outputs' form.
-         "--vars.smoke_checks", "outputs"],
-        env=env, capture_output=True, text=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "project",
+            "run",
+            "all",
+            str(project),
+            "--vars.base_model",
+            str(tiny_wordpiece_dir),
+            "--vars.textcat_steps",
+            "6",
+            "--vars.qa_epochs",
+            "1",
+            "--vars.translation_steps",
+            "6",
+            # An untrained tiny encoder cannot give the expected label: check the outputs' form.
+            "--vars.smoke_checks",
+            "outputs",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     for task in ("textcat", "qa", "translation"):

@@ -69,8 +69,12 @@ def test_expected_label_is_a_corpus_label(smoke):
 
 def test_exits_non_zero_with_one_line():
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "/no/such/package"], check=False, capture_output=True, text=True,
-        env={"PATH": "", "HF_HUB_OFFLINE": "0"}, timeout=120,
+        [sys.executable, str(SCRIPT), "/no/such/package"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"PATH": "", "HF_HUB_OFFLINE": "0"},
+        timeout=120,
     )
     assert result.returncode != 0 and result.stderr.strip().splitlines() == [
         "✘ run with HF_HUB_OFFLINE=1: the package must not need the Hub"

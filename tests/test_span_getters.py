@@ -18,9 +18,9 @@ from spacy.training import Example
 from spacy_transformers.span_getters import get_strided_spans
 from transformers import AutoTokenizer
 
+from spacy_mbert.encoder.span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
 from spacy_mbert.errors import UserError
-from spacy_mbert.layers import content_positions
-from spacy_mbert.span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
+from spacy_mbert.textcat.layers import content_positions
 
 from .conftest import THAI_TEXT, blank_xx, transformer_pipeline
 
@@ -80,7 +80,7 @@ def test_windows_fit_overlap_and_cover_every_token(case, tiny_wordpiece_dir, tin
     # In order, every token in a window, consecutive windows overlapping.
     assert spans[0].start == 0 and spans[-1].end == len(doc)
     for before, after in zip(spans, spans[1:]):
-        assert before.start < after.start < before.end < after.end, (_bounds([before, after]))
+        assert before.start < after.start < before.end < after.end, _bounds([before, after])
     if case == "thai":
         # ~25 wordpieces per Thai "word": far fewer than 128 tokens per window, yet close to the limit.
         assert max(len(span) for span in spans) < 30
@@ -128,7 +128,9 @@ def test_one_token_longer_than_a_window_is_split_over_rows(tiny_unigram_dir):
 
 def test_training_passes_gradients_through_split_rows(tiny_unigram_dir):
     nlp = transformer_pipeline(tiny_unigram_dir)
-    nlp.add_pipe("textcat", config={"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", "exclusive_classes": True}})
+    nlp.add_pipe(
+        "textcat", config={"model": {"@architectures": "spacy-mbert.ClsPoolTextCat.v1", "exclusive_classes": True}}
+    )
     examples = [
         Example.from_dict(nlp.make_doc(text), {"cats": {"A": float(label == "A"), "B": float(label == "B")}})
         for text, label in [(LONG_WORD_TEXT, "A"), ("Ein kurzer Satz.", "B"), ("", "A")]

@@ -13,8 +13,8 @@ from thinc.api import Adam, chain, set_dropout_rate
 from transformers.file_utils import ModelOutput
 
 from spacy_mbert.errors import UserError
-from spacy_mbert.layers import cls_pool, content_positions
 from spacy_mbert.textcat import ClsPoolTextCat
+from spacy_mbert.textcat.layers import cls_pool, content_positions
 
 from .conftest import blank_xx, transformer_pipeline
 
@@ -90,7 +90,7 @@ def _exclusive_examples(nlp, frames=FRAMES):
         for word in words:
             for frame in frames:
                 doc = nlp.make_doc(frame.format(word))
-                examples.append(Example.from_dict(doc, {"cats": {l: float(l == label) for l in LABELS}}))
+                examples.append(Example.from_dict(doc, {"cats": {name: float(name == label) for name in LABELS}}))
     return examples
 
 
@@ -135,7 +135,7 @@ def test_multilabel_training_learns_toy_task(tiny_wordpiece_dir):
     correct = []
     for doc, eg in zip(nlp.pipe(eg.reference.text for eg in examples), examples):
         assert 0.0 <= min(doc.cats.values()) and max(doc.cats.values()) <= 1.0
-        correct.extend((doc.cats[l] >= 0.5) == bool(eg.reference.cats[l]) for l in labels)
+        correct.extend((doc.cats[name] >= 0.5) == bool(eg.reference.cats[name]) for name in labels)
     assert numpy.mean(correct) >= 0.9
 
 
@@ -156,10 +156,7 @@ def test_output_layers_get_the_cross_entropy_gradient():
         truths = numpy.eye(3, dtype="f")[[0, 1, 2, 1, 0]]
         if not exclusive:
             truths[[0, 3], 2] = 1.0
-        examples = [
-            Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))})
-            for row in truths
-        ]
+        examples = [Example.from_dict(nlp.make_doc("x"), {"cats": dict(zip("ABC", map(float, row)))}) for row in truths]
         scores, backprop = head.begin_update(X)
         _, d_scores = component.get_loss(examples, scores)
         d_X = backprop(d_scores)

@@ -9,8 +9,9 @@ Public API:
 
 from .config import PretrainConfig, resolve_config
 from .data import LanguageSampler, language_probabilities, pack_documents, read_documents
+from .evaluation import evaluate_perplexity
 from .masking import mask_tokens
-from .trainer import evaluate_perplexity, pretrain
+from .trainer import pretrain
 
 __all__ = [
     "PretrainConfig",

@@ -73,7 +73,9 @@ class PretrainConfig:
             if not ok:
                 raise UserError(f"{message}.")
         if not self.text:
-            raise UserError("No training text: pass at least one --text PATH (.txt, one document per line, or .jsonl with \"text\" and optional \"lang\").")
+            raise UserError(
+                'No training text: pass at least one --text PATH (.txt, one document per line, or .jsonl with "text" and optional "lang").'
+            )
         if len(self.lang) > 1 and len(self.lang) != len(self.text):
             raise UserError(
                 f"Got {len(self.lang)} --lang values for {len(self.text)} --text files: pass one --lang "
@@ -91,7 +93,9 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Config file not found: {path}. Pass an existing .cfg file with --config (see configs/pretrain.cfg).")
+        raise UserError(
+            f"Config file not found: {path}. Pass an existing .cfg file with --config (see configs/pretrain.cfg)."
+        )
     try:
         config = Config().from_disk(path, interpolate=True)
     except Exception as error:  # thinc raises several types for syntax errors
@@ -107,9 +111,7 @@ def load_config_file(path: Union[str, Path]) -> Dict[str, Any]:
 def _check_keys(settings: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(settings) - set(FIELDS))
     if unknown:
-        raise UserError(
-            f"{where}: unknown setting(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}."
-        )
+        raise UserError(f"{where}: unknown setting(s) {', '.join(unknown)}; valid keys: {', '.join(FIELDS)}.")
 
 
 def _coerce(name: str, value: Any, where: str) -> Any:

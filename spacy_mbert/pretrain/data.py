@@ -41,9 +41,7 @@ class Document:
     line: int = 0
 
 
-def read_documents(
-    paths: Sequence[Union[str, Path]], langs: Optional[Sequence[str]] = None
-) -> List[Document]:
+def read_documents(paths: Sequence[Union[str, Path]], langs: Optional[Sequence[str]] = None) -> List[Document]:
     """Read documents from .txt / .jsonl files.
 
     paths (Sequence[Path]): Text files.
@@ -76,8 +74,8 @@ def read_file(path: Path, lang: Optional[str] = None) -> Iterable[Document]:
                             documents.append(doc)
             elif suffix == ".json":
                 raise UserError(
-                    f"{path}: .json is not supported for pretraining; use JSONL (one {{\"text\": ..., "
-                    f"\"lang\": ...}} object per line, .jsonl) or plain text (.txt, one document per line)."
+                    f'{path}: .json is not supported for pretraining; use JSONL (one {{"text": ..., '
+                    f'"lang": ...}} object per line, .jsonl) or plain text (.txt, one document per line).'
                 )
             else:
                 for number, line in enumerate(file, 1):
@@ -85,7 +83,9 @@ def read_file(path: Path, lang: Optional[str] = None) -> Iterable[Document]:
                     if text:
                         documents.append(Document(text, default, str(path), number))
         except UnicodeDecodeError as error:
-            raise DataFormatError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); re-encode the file as UTF-8.") from None
+            raise DataFormatError(
+                f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); re-encode the file as UTF-8."
+            ) from None
     return documents
 
 
@@ -96,21 +96,21 @@ def _parse_jsonl_line(path: Path, number: int, line: str, default: str) -> Optio
     except json.JSONDecodeError as error:
         raise DataFormatError(
             f"{where}: invalid JSON ({error.msg}, column {error.colno}); each line must be one object "
-            f"like {{\"text\": \"...\", \"lang\": \"en\"}}."
+            f'like {{"text": "...", "lang": "en"}}.'
         ) from None
     if not isinstance(record, dict):
-        raise DataFormatError(f"{where}: expected a JSON object with a \"text\" field, got {type(record).__name__}.")
+        raise DataFormatError(f'{where}: expected a JSON object with a "text" field, got {type(record).__name__}.')
     if "text" not in record:
         raise DataFormatError(
-            f"{where}: field \"text\" is missing (keys: {', '.join(sorted(record)) or 'none'}); every "
-            f"line needs {{\"text\": \"...\"}} and may have \"lang\"."
+            f'{where}: field "text" is missing (keys: {", ".join(sorted(record)) or "none"}); every '
+            f'line needs {{"text": "..."}} and may have "lang".'
         )
     text = record["text"]
     if not isinstance(text, str):
-        raise DataFormatError(f"{where}: field \"text\" must be a string, got {type(text).__name__}.")
+        raise DataFormatError(f'{where}: field "text" must be a string, got {type(text).__name__}.')
     lang = record.get("lang")
     if lang is not None and not isinstance(lang, str):
-        raise DataFormatError(f"{where}: field \"lang\" must be a language code string like \"en\", got {lang!r}.")
+        raise DataFormatError(f'{where}: field "lang" must be a language code string like "en", got {lang!r}.')
     text = text.strip()
     if not text:
         return None
@@ -216,15 +216,20 @@ def pack_documents(
         raise UserError("--max-length must leave room for [CLS], a piece and [SEP].")
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
-        raise UserError(f"The tokenizer ({type(tokenizer).__name__}) has no [CLS]/[SEP] (or <s>/</s>) tokens; BERT-style pretraining needs both.")
+        raise UserError(
+            f"The tokenizer ({type(tokenizer).__name__}) has no [CLS]/[SEP] (or <s>/</s>) tokens; BERT-style pretraining needs both."
+        )
     packed: Dict[str, PackedLanguage] = {}
     for lang, docs in group_by_lang(documents).items():
         packer = _Packer(cls_id, sep_id, max_length)
         for start in range(0, len(docs), batch_size):
             texts = [doc.text for doc in docs[start : start + batch_size]]
             encoding = tokenizer(
-                texts, add_special_tokens=False, return_attention_mask=False,
-                return_token_type_ids=False, verbose=False,
+                texts,
+                add_special_tokens=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
             )
             for index, ids in enumerate(encoding["input_ids"]):
                 if ids:

@@ -20,23 +20,21 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..batching import ReadAheadPipe
+from ..batching import ReadAheadPipe, length_batches
+from ..encoder.loading import DEFAULT_ENCODER
+from ..encoder.owned import get_shim
+from ..encoder.weights_file import OwnEncoderSerialization
 from ..errors import UserError
-from ..extensions import install_extensions
-from ..weights_file import OwnEncoderSerialization
+from ..extensions import has_text, install_extensions
+from .convert import ANSWER_LABEL, ANSWER_SPANS_KEY
 from .decoding import Prediction, best_null_threshold, decode
 from .features import Window, encode_pairs, pad_windows
-from .model import get_tokenizer
 from .scorer import f1, gold_texts, max_over_golds, score_qa
 
-ANSWER_SPANS_KEY = "answers"
-ANSWER_LABEL = "ANSWER"
-
-DEFAULT_CONFIG_STR = """
+DEFAULT_CONFIG_STR = f"""
 [mbert_qa]
 max_answer_length = 30
 n_best_size = 20
@@ -50,13 +48,13 @@ sort_buffer = 256
 
 [mbert_qa.model]
 @architectures = "spacy-mbert.QuestionAnswering.v1"
-name = "bert-base-multilingual-cased"
+name = "{DEFAULT_ENCODER}"
 max_seq_length = 384
 doc_stride = 128
 mixed_precision = false
-grad_scaler_config = {}
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
+grad_scaler_config = {{}}
+tokenizer_config = {{"use_fast": true}}
+transformer_config = {{}}
 
 [mbert_qa.scorer]
 @scorers = "spacy-mbert.qa_scorer.v1"
@@ -110,11 +108,19 @@ def make_qa(
     scorer (Optional[Callable]): Scoring method; SQuAD EM/F1 per language by default.
     """
     return QuestionAnswerer(
-        nlp.vocab, model, name,
-        max_answer_length=max_answer_length, n_best_size=n_best_size, top_k=top_k,
-        allow_no_answer=allow_no_answer, null_threshold=null_threshold, align_to_words=align_to_words,
+        nlp.vocab,
+        model,
+        name,
+        max_answer_length=max_answer_length,
+        n_best_size=n_best_size,
+        top_k=top_k,
+        allow_no_answer=allow_no_answer,
+        null_threshold=null_threshold,
+        align_to_words=align_to_words,
         batch_size=batch_size,
-        max_batch_windows=max_batch_windows, sort_buffer=sort_buffer, scorer=scorer,
+        max_batch_windows=max_batch_windows,
+        sort_buffer=sort_buffer,
+        scorer=scorer,
     )
 
 
@@ -141,8 +147,11 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         """See ``make_qa`` for the arguments."""
         install_extensions()
         for setting, value in (
-            ("max_answer_length", max_answer_length), ("n_best_size", n_best_size), ("top_k", top_k),
-            ("batch_size", batch_size), ("max_batch_windows", max_batch_windows),
+            ("max_answer_length", max_answer_length),
+            ("n_best_size", n_best_size),
+            ("top_k", top_k),
+            ("batch_size", batch_size),
+            ("max_batch_windows", max_batch_windows),
         ):
             if value < 1:
                 raise UserError(f"'{name}': {setting} must be at least 1, got {value}; fix the component's config")
@@ -168,16 +177,13 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     @property
     def tokenizer(self):
         """The encoder's Hugging Face tokenizer."""
-        tokenizer = get_tokenizer(self.model)
-        if tokenizer is None:
-            raise UserError(f"The '{self.name}' component is not initialized; call nlp.initialize() or load a trained pipeline.")
-        return tokenizer
+        return get_shim(self.model)._hfmodel.tokenizer
 
     def predict(self, docs: Iterable[Doc]) -> List[Prediction]:
         """Answer each doc's ``_.question`` (docs without one, or with an empty text, get no answer)."""
         docs = list(docs)
-        asked = [i for i, doc in enumerate(docs) if _has_text(doc._.question) and doc.text.strip()]
-        if docs and not any(_has_text(doc._.question) for doc in docs):
+        asked = [i for i, doc in enumerate(docs) if has_text(doc._.question) and doc.text.strip()]
+        if docs and not any(has_text(doc._.question) for doc in docs):
             # E.g. dev data read with spacy.Corpus.v1, which drops doc._.question: F1 would be 0.
             warnings.warn(
                 f"'{self.name}': no doc in this batch has doc._.question, so none gets an answer; set "
@@ -198,7 +204,9 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
             spans, scores = [], []
             for answer in answers:
                 # The offsets are the truth; a span is added only where tokens match them exactly.
-                span = doc.char_span(answer["start_char"], answer["end_char"], label=ANSWER_LABEL, alignment_mode="strict")
+                span = doc.char_span(
+                    answer["start_char"], answer["end_char"], label=ANSWER_LABEL, alignment_mode="strict"
+                )
                 if span is not None:
                     spans.append(span)
                     scores.append(answer["score"])
@@ -219,14 +227,18 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         single = isinstance(questions, str)
         questions = [questions] if single else list(questions)
         results: List[List[Dict]] = [[] for _ in questions]
-        asked = [i for i, question in enumerate(questions) if _has_text(question)] if context.strip() else []
+        asked = [i for i, question in enumerate(questions) if has_text(question)] if context.strip() else []
         found = self._predict_pairs([questions[i] for i in asked], [context] * len(asked), top_k=top_k)
         for i, prediction in zip(asked, found):
             results[i] = prediction.answers
         return results[0] if single else results
 
     def _predict_pairs(
-        self, questions: Sequence[str], contexts: Sequence[str], *, top_k: Optional[int] = None,
+        self,
+        questions: Sequence[str],
+        contexts: Sequence[str],
+        *,
+        top_k: Optional[int] = None,
         allow_no_answer: Optional[bool] = None,
     ) -> List[Prediction]:
         if not questions:
@@ -240,8 +252,11 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         return [
             decode(
                 contexts[i],
-                [starts[w] for w in ws], [ends[w] for w in ws], [windows[w].offsets for w in ws],
-                n_best_size=cfg["n_best_size"], max_answer_length=cfg["max_answer_length"],
+                [starts[w] for w in ws],
+                [ends[w] for w in ws],
+                [windows[w].offsets for w in ws],
+                n_best_size=cfg["n_best_size"],
+                max_answer_length=cfg["max_answer_length"],
                 top_k=cfg["top_k"] if top_k is None else top_k,
                 allow_no_answer=cfg["allow_no_answer"] if allow_no_answer is None else allow_no_answer,
                 null_threshold=cfg["null_threshold"],
@@ -253,8 +268,12 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     def _encode(self, questions, contexts, answers=None) -> List[Window]:
         attrs = self.model.attrs
         return encode_pairs(
-            self.tokenizer, questions, contexts, answers=answers,
-            max_seq_length=attrs["max_seq_length"], doc_stride=attrs["doc_stride"],
+            self.tokenizer,
+            questions,
+            contexts,
+            answers=answers,
+            max_seq_length=attrs["max_seq_length"],
+            doc_stride=attrs["doc_stride"],
         )
 
     def _logits(self, windows: List[Window]) -> Tuple[List[numpy.ndarray], List[numpy.ndarray]]:
@@ -262,11 +281,10 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
 
         Windows run longest first, in batches of similar length, so padding is minimal.
         """
-        order = sorted(range(len(windows)), key=lambda w: -len(windows[w]))
         starts: List[numpy.ndarray] = [None] * len(windows)  # type: ignore[list-item]
         ends: List[numpy.ndarray] = [None] * len(windows)  # type: ignore[list-item]
         pad_id = self._pad_id()
-        for chunk in minibatch(order, self.cfg["batch_size"]):
+        for chunk in length_batches([len(window) for window in windows], self.cfg["batch_size"]):
             batch = pad_windows([windows[w] for w in chunk], pad_id)
             start_logits, end_logits = self.model.predict(batch)
             start_logits = self.model.ops.to_numpy(start_logits)
@@ -287,7 +305,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         validate_get_examples(get_examples, "QuestionAnswerer.initialize")
         # nlp.initialize() without data passes placeholder examples: only check QA data.
         sample = [eg for _, eg in zip(range(50), get_examples()) if eg.reference._.answers is not None]
-        if sample and not any(_has_text(_question_of(eg)) for eg in sample):
+        if sample and not any(has_text(_question_of(eg)) for eg in sample):
             raise UserError(
                 f"'{self.name}': the training examples have gold answers but no doc._.question; "
                 f"create the data with `spacy-mbert convert qa` and read it with spacy-mbert.Corpus.v1."
@@ -317,12 +335,14 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         pad_id = self._pad_id()
-        order = sorted(range(len(windows)), key=lambda w: len(windows[w]))
-        for chunk in minibatch(order, self.cfg["max_batch_windows"]):
+        lengths = [len(window) for window in windows]
+        for chunk in length_batches(lengths, self.cfg["max_batch_windows"], longest_first=False):
             chunk_windows = [windows[w] for w in chunk]
             batch = pad_windows(chunk_windows, pad_id)
             logits, backprop = self.model.begin_update(batch)
-            loss, d_logits = self.get_loss(examples, (chunk_windows, batch.attention_mask, logits), n_windows=len(windows))
+            loss, d_logits = self.get_loss(
+                examples, (chunk_windows, batch.attention_mask, logits), n_windows=len(windows)
+            )
             backprop(d_logits)
             losses[self.name] += loss
         if sgd is not None:
@@ -334,7 +354,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         questions, contexts, answers = [], [], []
         for eg in examples:
             question = _question_of(eg)
-            if not _has_text(question) or not eg.reference.text.strip():
+            if not has_text(question) or not eg.reference.text.strip():
                 continue
             gold = list(eg.reference._.answers or [])
             questions.append(question)
@@ -371,7 +391,7 @@ class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         RETURNS (Dict[str, float]): ``{"null_threshold": ..., "qa_f1": ...}``, the F1 at that threshold.
         """
         pairs = [(eg, _question_of(eg)) for eg in examples]
-        pairs = [(eg, q) for eg, q in pairs if _has_text(q) and eg.reference.text.strip()]
+        pairs = [(eg, q) for eg, q in pairs if has_text(q) and eg.reference.text.strip()]
         predictions = self._predict_pairs(
             [q for _, q in pairs], [eg.reference.text for eg, _ in pairs], top_k=1, allow_no_answer=False
         )
@@ -403,7 +423,3 @@ def _cross_entropy(ops, logits, mask, targets):
 
 def _question_of(eg: Example) -> Optional[str]:
     return eg.predicted._.question or eg.reference._.question
-
-
-def _has_text(value) -> bool:
-    return isinstance(value, str) and bool(value.strip())

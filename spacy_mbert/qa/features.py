@@ -108,9 +108,9 @@ def pair_template(tokenizer) -> PairTemplate:
         )
     spans = ((0, first[0]), (first[-1] + 1, second[0]), (second[-1] + 1, len(ids)))
     template = PairTemplate(
-        prefix=tuple(ids[spans[0][0]:spans[0][1]]),
-        middle=tuple(ids[spans[1][0]:spans[1][1]]),
-        suffix=tuple(ids[spans[2][0]:spans[2][1]]),
+        prefix=tuple(ids[spans[0][0] : spans[0][1]]),
+        middle=tuple(ids[spans[1][0] : spans[1][1]]),
+        suffix=tuple(ids[spans[2][0] : spans[2][1]]),
         first_type=None if types is None else types[first[0]],
         second_type=None if types is None else types[second[0]],
         prefix_types=() if types is None else tuple(types[a] for a in range(*spans[0])),
@@ -179,8 +179,12 @@ def tokenize_contexts(tokenizer, contexts: Sequence[str]) -> Tuple[List[List[int
     if not unique:
         return [], [], []
     encoded = tokenizer(
-        unique, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
-        return_token_type_ids=False, verbose=False,
+        unique,
+        add_special_tokens=False,
+        return_offsets_mapping=True,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,
     )
     offsets = [numpy.asarray(o, dtype=numpy.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
     return encoded["input_ids"], offsets, pair_index
@@ -240,12 +244,15 @@ def _assemble(example: int, q_ids, c_ids, c_offsets: numpy.ndarray, t: PairTempl
     token_type_ids = None
     if t.first_type is not None:
         token_type_ids = [
-            *t.prefix_types, *[t.first_type] * len(q_ids), *t.middle_types,
-            *[t.second_type] * len(c_ids), *t.suffix_types,
+            *t.prefix_types,
+            *[t.first_type] * len(q_ids),
+            *t.middle_types,
+            *[t.second_type] * len(c_ids),
+            *t.suffix_types,
         ]
     offsets = numpy.full((len(input_ids), 2), -1, dtype=numpy.int64)
     first = len(t.prefix) + len(q_ids) + len(t.middle)
-    offsets[first:first + len(c_ids)] = c_offsets
+    offsets[first : first + len(c_ids)] = c_offsets
     return Window(example, input_ids, token_type_ids, offsets)
 
 
@@ -262,8 +269,8 @@ def answer_positions(offsets: numpy.ndarray, start_char: int, end_char: int) -> 
     first, last = context[0], context[-1]
     if not (offsets[first, 0] <= start_char and offsets[last, 1] >= end_char):
         return CLS_INDEX, CLS_INDEX
-    starts = offsets[first:last + 1, 0]
-    ends = offsets[first:last + 1, 1]
+    starts = offsets[first : last + 1, 0]
+    ends = offsets[first : last + 1, 1]
     start = first + int(numpy.flatnonzero(starts <= start_char)[-1])
     end = first + int(numpy.flatnonzero(ends >= end_char)[0])
     return start, end

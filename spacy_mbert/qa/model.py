@@ -23,11 +23,23 @@ from thinc.api import ArgsKwargs, Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 from transformers import AutoModelForQuestionAnswering
 
-from ..encoder import DEFAULT_ENCODER, MBertShim, load_pretrained
+from ..encoder.loading import DEFAULT_ENCODER, load_pretrained
+from ..encoder.owned import (
+    empty_hf_objects,
+    get_shim,
+    get_tokenizer,
+    get_transformer,
+    inference,
+    owned_encoder,
+    position_limit,
+)
+from ..encoder.shim import MBertShim
 from ..errors import UserError
 from .features import PaddedBatch, check_window_settings
 
 Logits = Tuple[Floats2d, Floats2d]
+
+__all__ = ["QuestionAnswering", "check_encoder", "get_tokenizer", "get_transformer"]
 
 
 @registry.architectures("spacy-mbert.QuestionAnswering.v1")
@@ -46,7 +58,8 @@ def QuestionAnswering(
     name (str): Hub name (e.g. "bert-base-multilingual-cased") or local checkpoint
         directory. Loaded when the pipeline is initialized (``spacy train``,
         ``nlp.initialize()``), never by ``spacy.load``: the weights are saved in the pipeline.
-    max_seq_length (int): Wordpieces per window (question, context part and special tokens).
+    max_seq_length (int): Wordpieces per window (question, context part and special tokens);
+        at most what the encoder reads (512 for BERT and XLM-R), checked at initialization.
     doc_stride (int): Wordpieces shared by consecutive windows of a long context (as run_qa.py).
     mixed_precision (bool): Run the encoder in mixed precision (GPU).
     grad_scaler_config (dict): Settings for the gradient scaler used with mixed precision.
@@ -56,51 +69,31 @@ def QuestionAnswering(
         (e.g. ``{"hidden_dropout_prob": 0.1}``).
     """
     check_window_settings(max_seq_length, doc_stride)
-    # Empty until init: spacy.load fills it from the saved bytes instead.
-    hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
-    grad_scaler_config = dict(grad_scaler_config)
     shim = MBertShim(
-        hf_objects,
+        empty_hf_objects(tokenizer_config, transformer_config),
         mixed_precision=mixed_precision,
-        grad_scaler_config=grad_scaler_config,
+        grad_scaler_config=dict(grad_scaler_config),
         model_cls=AutoModelForQuestionAnswering,
     )
-    return Model(
+    return owned_encoder(
         "mbert-qa",
         forward,
-        init=init,
-        shims=[shim],
-        attrs={
-            "name": str(name),
-            "max_seq_length": max_seq_length,
-            "doc_stride": doc_stride,
-            "has_transformer": False,
-        },
+        shim=shim,
+        encoder=name,
+        load=load,
+        attrs={"max_seq_length": max_seq_length, "doc_stride": doc_stride},
     )
 
 
-def get_tokenizer(model: Model):
-    """The model's Hugging Face tokenizer (None before initialization)."""
-    return model.shims[0]._hfmodel.tokenizer
-
-
-def get_transformer(model: Model):
-    """The wrapped ``AutoModelForQuestionAnswering`` (None before initialization)."""
-    return model.shims[0]._hfmodel.transformer
-
-
-def init(model: Model, X=None, Y=None) -> None:
-    """Load the encoder (and a new or fine-tuned start/end head) once; later calls keep the weights."""
-    if model.attrs["has_transformer"]:
-        return
-    shim = model.shims[0]
-    init_tok_cfg = dict(shim._hfmodel._init_tokenizer_config)
-    init_trf_cfg = dict(shim._hfmodel._init_transformer_config)
-    hf = load_pretrained(model.attrs["name"], init_tok_cfg, init_trf_cfg, model_cls=AutoModelForQuestionAnswering)
-    check_encoder(model.attrs["name"], hf, model.attrs["max_seq_length"])
-    shim._model = hf.transformer
-    shim._hfmodel = HFObjects(hf.tokenizer, hf.transformer, hf.vocab_file_contents, init_tok_cfg, init_trf_cfg)
-    model.attrs["has_transformer"] = True
+def load(model: Model, Y=None) -> HFObjects:
+    """The encoder with a new (or its fine-tuned) start/end head, checked for the QA windows."""
+    hf_objects = model.shims[0]._hfmodel
+    tokenizer_config = dict(hf_objects._init_tokenizer_config)
+    transformer_config = dict(hf_objects._init_transformer_config)
+    name = model.attrs["name"]
+    hf = load_pretrained(name, tokenizer_config, transformer_config, model_cls=AutoModelForQuestionAnswering)
+    check_encoder(name, hf, model.attrs["max_seq_length"])
+    return HFObjects(hf.tokenizer, hf.transformer, hf.vocab_file_contents, tokenizer_config, transformer_config)
 
 
 def check_encoder(name: str, hf: HFObjects, max_seq_length: int) -> None:
@@ -110,21 +103,21 @@ def check_encoder(name: str, hf: HFObjects, max_seq_length: int) -> None:
             f"Encoder '{name}': question answering needs a fast tokenizer (character offsets); "
             f'set tokenizer_config = {{"use_fast": true}} or add a tokenizer.json to the checkpoint.'
         )
-    positions = getattr(hf.transformer.config, "max_position_embeddings", None)
-    if positions is not None and max_seq_length > positions:
+    limit = position_limit(hf.transformer.config)
+    if limit is not None and max_seq_length > limit:
         raise UserError(
-            f"Encoder '{name}' reads at most {positions} wordpieces but max_seq_length is "
-            f"{max_seq_length}; set max_seq_length <= {positions}."
+            f"Encoder '{name}' reads at most {limit} wordpieces but max_seq_length is "
+            f"{max_seq_length}; set max_seq_length <= {limit}."
         )
 
 
 def forward(model: Model, batch: PaddedBatch, is_train: bool):
-    shim = model.shims[0]
-    if shim._model is None:
-        raise UserError("The QA model is not initialized; call nlp.initialize() or load a trained pipeline.")
+    shim = get_shim(model)
     inputs = _torch_inputs(batch, shim.device)
     if not is_train:
-        return _predict(model, inputs), _no_backprop
+        with inference(model) as network:
+            output = network(**inputs)
+        return (_to_xp(model, output.start_logits), _to_xp(model, output.end_logits)), _no_backprop
     output, torch_backprop = shim(ArgsKwargs(args=(), kwargs=inputs), is_train=True)
     start, end = output.start_logits, output.end_logits
 
@@ -134,15 +127,6 @@ def forward(model: Model, batch: PaddedBatch, is_train: bool):
         return batch
 
     return (_to_xp(model, start), _to_xp(model, end)), backprop
-
-
-def _predict(model: Model, inputs: Dict[str, torch.Tensor]) -> Logits:
-    # inference_mode (not just no_grad): no autograd bookkeeping at all.
-    shim = model.shims[0]
-    shim._model.eval()
-    with torch.inference_mode(), torch.autocast(device_type=shim.device.type, enabled=shim._mixed_precision):
-        output = shim._model(**inputs)
-    return _to_xp(model, output.start_logits), _to_xp(model, output.end_logits)
 
 
 def _to_xp(model: Model, logits: torch.Tensor) -> Floats2d:

@@ -24,10 +24,15 @@ import sys
 import unicodedata
 from collections import Counter, defaultdict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from spacy.language import Language
+from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
+
+from ..task_registry import UNDETERMINED, Metric, clear_placeholder_langs, task_scorer
 
 _SQUAD_PUNCT = frozenset(string.punctuation)
 _MLQA_ARTICLES = {
@@ -47,7 +52,10 @@ _CHAR_TOKEN_RANGES = (
     (0x4E00, 0x9FA5),  # MLQA's Chinese range, first: the official zh behaviour.
     (0x3040, 0x30FF),  # Hiragana, Katakana
     (0x31F0, 0x31FF),  # Katakana phonetic extensions
-    (0x3400, 0x4DBF), (0x9FA6, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F),  # more CJK ideographs
+    (0x3400, 0x4DBF),
+    (0x9FA6, 0x9FFF),
+    (0xF900, 0xFAFF),
+    (0x20000, 0x2FA1F),  # more CJK ideographs
     (0x0E00, 0x0E7F),  # Thai
     (0x0E80, 0x0EFF),  # Lao
     (0x1780, 0x17FF),  # Khmer
@@ -167,7 +175,9 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
     n = 0
     for eg in examples:
         lang = eg.reference._.lang or eg.predicted._.lang
-        exact, f1_value = score_question(prediction_text(eg.predicted._.answers), gold_texts(eg.reference._.answers), lang)
+        exact, f1_value = score_question(
+            prediction_text(eg.predicted._.answers), gold_texts(eg.reference._.answers), lang
+        )
         group = totals[lang or "unknown"]
         group[0] += exact
         group[1] += f1_value
@@ -189,3 +199,34 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
 def make_qa_scorer() -> Callable[..., Dict[str, Any]]:
     """The scorer of the ``mbert_qa`` component: SQuAD EM/F1 with per-language normalization."""
     return score_qa
+
+
+# --------------------------------------------------------------------------- spacy-mbert evaluate
+# The "mbert_qa" task of ``spacy_mbert.evaluate`` (see ``task_registry.py``).
+
+
+def score_for_evaluate(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
+    """SQuAD exact match and F1: max over the gold answers, MLQA normalization per language."""
+    scores = score_qa(examples)
+    return {"qa_exact": scores["qa_exact"], "qa_f1": scores["qa_f1"]}
+
+
+def read_references(
+    path: Path, *, nlp: Language, pipe: Any, lang: Optional[str], labels: Optional[Sequence[str]]
+) -> List[Doc]:
+    """Read SQuAD JSON (``data[].paragraphs[].qas[]``) into reference docs.
+
+    Articles without a language code (and no ``lang``) get ``doc._.lang = None``.
+    """
+    from .convert import read_squad
+
+    return clear_placeholder_langs(read_squad(path, nlp=nlp, lang=lang or UNDETERMINED))
+
+
+task_scorer(
+    "mbert_qa",
+    metrics=(Metric("qa_exact", "exact"), Metric("qa_f1", "F1")),
+    main="qa_f1",
+    read=read_references,
+    suffixes=(".json",),
+)(score_for_evaluate)

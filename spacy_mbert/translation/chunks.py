@@ -55,7 +55,10 @@ def source_chunks(tokenizer, text: str, max_length: int) -> Tuple[List[str], int
     sentences = split_sentences(text)
     if not sentences:
         return [], 0
-    counts = [len(ids) for ids in tokenizer([text[a:b] for a, b in sentences], add_special_tokens=False, verbose=False)["input_ids"]]
+    counts = [
+        len(ids)
+        for ids in tokenizer([text[a:b] for a, b in sentences], add_special_tokens=False, verbose=False)["input_ids"]
+    ]
     chunks: List[str] = []
     longest_cut = 0
     group: List[Tuple[int, int]] = []

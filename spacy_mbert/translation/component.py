@@ -20,25 +20,39 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
 from ..batching import ReadAheadPipe
+from ..encoder.loading import DEFAULT_ENCODER
+from ..encoder.weights_file import OwnEncoderSerialization
 from ..errors import UserError
-from ..extensions import install_extensions
-from ..weights_file import OwnEncoderSerialization
+from ..extensions import has_text, install_extensions
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
-from .model import Seq2SeqBatch, make_batch, translate
+from .batch import Seq2SeqBatch, make_batch
+from .generate import translate
 
-DEFAULT_CONFIG_STR = """
-[model]
+DEFAULT_CONFIG_STR = f"""
+[mbert_translator]
+target_lang = "en"
+num_beams = 4
+max_length = 64
+length_penalty = 1.0
+no_repeat_ngram_size = 0
+max_source_length = 128
+max_target_length = 64
+label_smoothing = 0.1
+batch_size = 16
+sort_buffer = 256
+
+[mbert_translator.model]
 @architectures = "spacy-mbert.Bert2Bert.v1"
-name = "bert-base-multilingual-cased"
+name = "{DEFAULT_ENCODER}"
 share_weights = false
 restrict_vocab = true
 init_from_pretrained = true
-tokenizer_config = {"use_fast": true}
-transformer_config = {}
+tokenizer_config = {{"use_fast": true}}
+transformer_config = {{}}
 mixed_precision = false
-grad_scaler_config = {}
+grad_scaler_config = {{}}
 
-[scorer]
+[mbert_translator.scorer]
 @scorers = "spacy-mbert.translation_scorer.v1"
 bleu_tokenize = null
 """
@@ -49,20 +63,7 @@ DEFAULT_CONFIG = Config().from_str(DEFAULT_CONFIG_STR)
 @Language.factory(
     "mbert_translator",
     assigns=["doc._.translation"],
-    default_config={
-        "model": DEFAULT_CONFIG["model"],
-        "target_lang": "en",
-        "num_beams": 4,
-        "max_length": 64,
-        "length_penalty": 1.0,
-        "no_repeat_ngram_size": 0,
-        "max_source_length": 128,
-        "max_target_length": 64,
-        "label_smoothing": 0.1,
-        "batch_size": 16,
-        "sort_buffer": 256,
-        "scorer": DEFAULT_CONFIG["scorer"],
-    },
+    default_config=DEFAULT_CONFIG["mbert_translator"],
     default_score_weights={"translation_bleu": 0.5, "translation_chrf": 0.5, "translation_per_lang": None},
 )
 def make_translator(
@@ -109,10 +110,20 @@ def make_translator(
         (BLEU and chrF per source language); ``spacy-mbert.translation_scorer.v1``.
     """
     return Translator(
-        nlp.vocab, model, name=name, target_lang=target_lang, num_beams=num_beams, max_length=max_length,
-        length_penalty=length_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        max_source_length=max_source_length, max_target_length=max_target_length,
-        label_smoothing=label_smoothing, batch_size=batch_size, sort_buffer=sort_buffer, scorer=scorer,
+        nlp.vocab,
+        model,
+        name=name,
+        target_lang=target_lang,
+        num_beams=num_beams,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+        max_source_length=max_source_length,
+        max_target_length=max_target_length,
+        label_smoothing=label_smoothing,
+        batch_size=batch_size,
+        sort_buffer=sort_buffer,
+        scorer=scorer,
     )
 
 
@@ -149,9 +160,14 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
     ):
         install_extensions()
         _check_settings(
-            target_lang=target_lang, num_beams=num_beams, max_length=max_length,
-            no_repeat_ngram_size=no_repeat_ngram_size, max_source_length=max_source_length,
-            max_target_length=max_target_length, label_smoothing=label_smoothing, batch_size=batch_size,
+            target_lang=target_lang,
+            num_beams=num_beams,
+            max_length=max_length,
+            no_repeat_ngram_size=no_repeat_ngram_size,
+            max_source_length=max_source_length,
+            max_target_length=max_target_length,
+            label_smoothing=label_smoothing,
+            batch_size=batch_size,
         )
         self.vocab = vocab
         self.model = model
@@ -179,9 +195,14 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         """
         docs = list(docs)
         return translate(
-            self.model, [doc.text for doc in docs], target_lang=self.target_lang, num_beams=self.num_beams,
-            max_length=self.max_length, length_penalty=self.length_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size, max_source_length=self.max_source_length,
+            self.model,
+            [doc.text for doc in docs],
+            target_lang=self.target_lang,
+            num_beams=self.num_beams,
+            max_length=self.max_length,
+            length_penalty=self.length_penalty,
+            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            max_source_length=self.max_source_length,
             batch_size=self.batch_size,
         )
 
@@ -214,13 +235,16 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         pairs = [
             (eg.predicted.text, eg.reference._.translation)
             for eg in examples
-            if eg.predicted.text.strip() and _is_text(eg.reference._.translation)
+            if eg.predicted.text.strip() and has_text(eg.reference._.translation)
         ]
         if not pairs:
             return losses
         batch = make_batch(
-            self.model, [source for source, _ in pairs], [target for _, target in pairs],
-            max_source_length=self.max_source_length, max_target_length=self.max_target_length,
+            self.model,
+            [source for source, _ in pairs],
+            [target for _, target in pairs],
+            max_source_length=self.max_source_length,
+            max_target_length=self.max_target_length,
             label_smoothing=self.label_smoothing,
         )
         loss, backprop = self.model.begin_update(batch)
@@ -243,24 +267,27 @@ class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
         nlp (Optional[Language]): The pipeline (unused).
         """
         validate_get_examples(get_examples, "Translator.initialize")
-        targets = [eg.reference._.translation for eg in get_examples() if _is_text(eg.reference._.translation)]
+        targets = [eg.reference._.translation for eg in get_examples() if has_text(eg.reference._.translation)]
         self.model.initialize(Y=targets)
 
     def add_label(self, label: str) -> int:
         raise NotImplementedError("mbert_translator has no labels.")
 
 
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def _check_settings(
-    *, target_lang: str, num_beams: int, max_length: int, no_repeat_ngram_size: int, max_source_length: int,
-    max_target_length: int, label_smoothing: float, batch_size: int,
+    *,
+    target_lang: str,
+    num_beams: int,
+    max_length: int,
+    no_repeat_ngram_size: int,
+    max_source_length: int,
+    max_target_length: int,
+    label_smoothing: float,
+    batch_size: int,
 ) -> None:
     problems = []
     if not isinstance(target_lang, str) or not target_lang.strip():
-        problems.append(f"target_lang must be a language code like \"en\" (got {target_lang!r})")
+        problems.append(f'target_lang must be a language code like "en" (got {target_lang!r})')
     if num_beams < 1:
         problems.append(f"num_beams must be >= 1 (got {num_beams})")
     if max_length < 2:

@@ -116,8 +116,13 @@ def join_words(words: Sequence[str], lang: Optional[str] = None, *, only_no_spac
         prev, cur = words[i - 1], words[i]
         nxt = words[i + 1] if i + 1 < len(words) else ""
         space = _space_between(
-            prev, cur, nxt, words[i - 2] if i >= 2 else "",
-            no_space_lang=no_space_lang, french=french, quote_open=quote_open,
+            prev,
+            cur,
+            nxt,
+            words[i - 2] if i >= 2 else "",
+            no_space_lang=no_space_lang,
+            french=french,
+            quote_open=quote_open,
             only_no_space_rule=only_no_space_rule,
         )
         if cur == '"':
@@ -127,8 +132,15 @@ def join_words(words: Sequence[str], lang: Optional[str] = None, *, only_no_spac
 
 
 def _space_between(
-    prev: str, cur: str, nxt: str, before_prev: str, *, no_space_lang: bool, french: bool,
-    quote_open: bool, only_no_space_rule: bool,
+    prev: str,
+    cur: str,
+    nxt: str,
+    before_prev: str,
+    *,
+    no_space_lang: bool,
+    french: bool,
+    quote_open: bool,
+    only_no_space_rule: bool,
 ) -> bool:
     """Whether a space goes between ``prev`` and ``cur`` (see the module docstring)."""
     left, right = prev[-1], cur[0]
@@ -207,7 +219,7 @@ def decode(tokenizer, ids: Sequence[int], lang: Optional[str] = None) -> str:
     words: List[str] = []
     for piece in tokenizer.convert_ids_to_tokens(ids):
         if piece.startswith(prefix) and words:
-            words[-1] += piece[len(prefix):]
+            words[-1] += piece[len(prefix) :]
         else:
-            words.append(piece[len(prefix):] if piece.startswith(prefix) else piece)
+            words.append(piece[len(prefix) :] if piece.startswith(prefix) else piece)
     return join_words(words, lang)

@@ -24,15 +24,22 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from ..errors import UserError
+from ..errors import UserError, first_line
+from ..task_registry import UNDETERMINED, Metric, clear_placeholder_langs, task_scorer
 
 UNKNOWN_LANG = "unknown"
-# ISO 639 "undetermined", a placeholder while reading pairs without a language code.
-UNDETERMINED = "und"
 # BLEU tokenizer for targets that need something other than "13a".
 BLEU_TOKENIZE_BY_LANG = {
-    "zh": "zh", "yue": "zh", "wuu": "zh", "cmn": "zh", "lzh": "zh",
-    "ja": "char", "th": "char", "lo": "char", "km": "char", "my": "char",
+    "zh": "zh",
+    "yue": "zh",
+    "wuu": "zh",
+    "cmn": "zh",
+    "lzh": "zh",
+    "ja": "char",
+    "th": "char",
+    "lo": "char",
+    "km": "char",
+    "my": "char",
 }
 DEFAULT_BLEU_TOKENIZE = "13a"
 
@@ -90,8 +97,7 @@ def score_translations(
         "translation_bleu": overall["bleu"],
         "translation_chrf": overall["chrf"],
         "translation_per_lang": {
-            lang: {**corpus_scores(groups[lang], tokenize=tokenize), "n": len(groups[lang])}
-            for lang in sorted(groups)
+            lang: {**corpus_scores(groups[lang], tokenize=tokenize), "n": len(groups[lang])} for lang in sorted(groups)
         },
     }
 
@@ -107,7 +113,7 @@ def corpus_scores(pairs: Sequence[Tuple[str, str]], *, tokenize: str = DEFAULT_B
         bleu = BLEU(tokenize=tokenize)
     except Exception as error:  # unknown name, or e.g. ja-mecab without its extra
         raise UserError(
-            f"sacreBLEU cannot use the BLEU tokenizer {tokenize!r} ({str(error).strip().splitlines()[0]}); "
+            f"sacreBLEU cannot use the BLEU tokenizer {tokenize!r} ({first_line(error, 200)}); "
             f"set the scorer's bleu_tokenize to one of 13a, zh, char, intl."
         ) from None
     return {
@@ -127,13 +133,15 @@ def _sacrebleu():
 
 
 # --------------------------------------------------------------------------- spacy-mbert evaluate
-# Hooks for ``spacy_mbert.evaluate``'s task registry (``@task_scorer("mbert_translator", ...)``).
+# The "mbert_translator" task of ``spacy_mbert.evaluate`` (see ``task_registry.py``).
 
 
 def score_for_evaluate(examples: Sequence[Example], pipe: Any) -> Dict[str, Any]:
     """BLEU and chrF (fractions) for one group of examples, with the pipe's target language and scorer settings."""
     bleu_tokenize = getattr(getattr(pipe, "scorer", None), "keywords", {}).get("bleu_tokenize")
-    scores = score_translations(examples, target_lang=getattr(pipe, "cfg", {}).get("target_lang"), bleu_tokenize=bleu_tokenize)
+    scores = score_translations(
+        examples, target_lang=getattr(pipe, "cfg", {}).get("target_lang"), bleu_tokenize=bleu_tokenize
+    )
     return {"translation_bleu": scores["translation_bleu"], "translation_chrf": scores["translation_chrf"]}
 
 
@@ -158,8 +166,14 @@ def read_references(
 
     path = Path(path)
     fallback = lang or (lang_from_filename(path) if path.suffix.lower() == ".tsv" else None) or UNDETERMINED
-    docs = read_pairs(path, nlp=nlp, lang=fallback)
-    for doc in docs:
-        if doc._.lang == UNDETERMINED:
-            doc._.lang = None
-    return docs
+    return clear_placeholder_langs(read_pairs(path, nlp=nlp, lang=fallback))
+
+
+task_scorer(
+    "mbert_translator",
+    metrics=(Metric("translation_bleu", "BLEU"), Metric("translation_chrf", "chrF")),
+    main="translation_bleu",
+    check=check_references,
+    read=read_references,
+    suffixes=(".jsonl", ".tsv"),
+)(score_for_evaluate)

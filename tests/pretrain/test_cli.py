@@ -55,7 +55,22 @@ def test_config_file_options_and_resume(app, tiny_wordpiece_dir, tmp_path):
     )
     out = tmp_path / "out"
     common = ("--config", cfg, "--max-steps", 4, "--seed", 1)
-    result = invoke(app, tiny_wordpiece_dir, out, "--text", MULTILINGUAL, "--text", ENGLISH, "--lang", "xx", "--lang", "en", *common, "--stop-at-step", 2)
+    result = invoke(
+        app,
+        tiny_wordpiece_dir,
+        out,
+        "--text",
+        MULTILINGUAL,
+        "--text",
+        ENGLISH,
+        "--lang",
+        "xx",
+        "--lang",
+        "en",
+        *common,
+        "--stop-at-step",
+        2,
+    )
     assert result.exit_code == 0, result.output
     assert "Stopped after step 2" in result.output
     result = invoke(app, tiny_wordpiece_dir, out, "--resume", *common)

@@ -14,7 +14,7 @@ def test_project_cfg_documents_the_defaults():
 
 def test_options_override_the_file_which_overrides_defaults(tmp_path):
     cfg = tmp_path / "run.cfg"
-    cfg.write_text("[pretrain]\nalpha = 0.5\nseed = 3\ntext = [\"a.txt\"]\nlr = 1e-4\n", encoding="utf8")
+    cfg.write_text('[pretrain]\nalpha = 0.5\nseed = 3\ntext = ["a.txt"]\nlr = 1e-4\n', encoding="utf8")
     config = resolve_config(cfg, {"seed": 4, "max_steps": 7, "alpha": None})
     assert (config.alpha, config.seed, config.max_steps, config.text, config.lr) == (0.5, 4, 7, ["a.txt"], 1e-4)
     assert config.batch_size == PretrainConfig().batch_size
@@ -27,7 +27,7 @@ def test_options_override_the_file_which_overrides_defaults(tmp_path):
     "body,match",
     [
         ("[pretrain]\nlearning_rate = 0.1\n", "unknown setting.*learning_rate.*valid keys"),
-        ("[pretrain]\nmax_steps = \"many\"\n", "'max_steps' should be int"),
+        ('[pretrain]\nmax_steps = "many"\n', "'max_steps' should be int"),
         ("[training]\nmax_steps = 3\n", r"no \[pretrain\] section"),
         ("[pretrain\nmax_steps = 3\n", "could not parse"),
     ],

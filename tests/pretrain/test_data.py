@@ -16,7 +16,6 @@ from spacy_mbert.pretrain.data import (
 
 from .conftest import ENGLISH, MULTILINGUAL
 
-
 # ----------------------------------------------------------------- reading
 
 
@@ -30,7 +29,10 @@ def test_reads_jsonl_and_txt_with_languages(tmp_path):
     )
     docs = read_documents([txt, jsonl], ["de", "fr"])
     assert [(d.text, d.lang, d.line) for d in docs] == [
-        ("Erster Satz.", "de", 1), ("Zweiter Satz.", "de", 4), ("Hello.", "en", 1), ("Sans langue.", "fr", 3),
+        ("Erster Satz.", "de", 1),
+        ("Zweiter Satz.", "de", 4),
+        ("Hello.", "en", 1),
+        ("Sans langue.", "fr", 3),
     ]
     # One --lang for all files; none at all: "unknown".
     assert {d.lang for d in read_documents([txt], ["xx"])} == {"xx"}
@@ -170,8 +172,8 @@ def test_language_probabilities():
     assert sum(smoothed.values()) == pytest.approx(1.0)
     assert proportional["small"] < smoothed["small"] < uniform["small"]
     assert proportional["big"] > smoothed["big"] > uniform["big"]
-    total = sum(n ** 0.7 for n in (1000, 100, 10))
-    assert smoothed["mid"] == pytest.approx(100 ** 0.7 / total)
+    total = sum(n**0.7 for n in (1000, 100, 10))
+    assert smoothed["mid"] == pytest.approx(100**0.7 / total)
     with pytest.raises(UserError):
         language_probabilities({"a": 0}, 0.7)
     with pytest.raises(UserError):

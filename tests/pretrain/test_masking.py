@@ -22,8 +22,14 @@ def _batch(rows=200, length=500, seed=1):
 
 def _mask(ids, special, seed=0, **kwargs):
     return mask_tokens(
-        ids, special, mask_prob=0.15, rng=numpy.random.default_rng(seed), mask_token_id=MASK_ID,
-        vocab_size=VOCAB, special_token_ids=SPECIAL_IDS, **kwargs,
+        ids,
+        special,
+        mask_prob=0.15,
+        rng=numpy.random.default_rng(seed),
+        mask_token_id=MASK_ID,
+        vocab_size=VOCAB,
+        special_token_ids=SPECIAL_IDS,
+        **kwargs,
     )
 
 
@@ -62,11 +68,15 @@ def test_always_at_least_one_target():
     ids = numpy.array([2, 10, 11, 3])
     special = numpy.array([True, False, False, True])
     for seed in range(50):
-        _, labels = mask_tokens(ids, special, mask_prob=0.01, rng=numpy.random.default_rng(seed), mask_token_id=MASK_ID, vocab_size=VOCAB)
+        _, labels = mask_tokens(
+            ids, special, mask_prob=0.01, rng=numpy.random.default_rng(seed), mask_token_id=MASK_ID, vocab_size=VOCAB
+        )
         assert (labels != IGNORE_INDEX).sum() >= 1
         assert labels[0] == labels[-1] == IGNORE_INDEX
     # Nothing eligible: nothing chosen.
-    _, labels = mask_tokens(ids[[0, 3]], special[[0, 3]], rng=numpy.random.default_rng(0), mask_token_id=MASK_ID, vocab_size=VOCAB)
+    _, labels = mask_tokens(
+        ids[[0, 3]], special[[0, 3]], rng=numpy.random.default_rng(0), mask_token_id=MASK_ID, vocab_size=VOCAB
+    )
     assert (labels == IGNORE_INDEX).all()
 
 

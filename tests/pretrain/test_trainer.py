@@ -16,9 +16,20 @@ from .conftest import ENGLISH, MULTILINGUAL
 TEXTS = [MULTILINGUAL, ENGLISH]
 # Small enough for a few seconds on CPU; dropout on, so resuming must restore torch's RNG.
 RESUME_SETTINGS = dict(
-    texts=TEXTS, lang=["xx", "en"], max_steps=8, batch_size=4, grad_accum=2, max_length=32, lr=1e-3,
-    checkpoint_every=4, eval_fraction=0.05, eval_max_docs=2, whole_word_mask=True, seed=3,
-    progress=False, verbose=False,
+    texts=TEXTS,
+    lang=["xx", "en"],
+    max_steps=8,
+    batch_size=4,
+    grad_accum=2,
+    max_length=32,
+    lr=1e-3,
+    checkpoint_every=4,
+    eval_fraction=0.05,
+    eval_max_docs=2,
+    whole_word_mask=True,
+    seed=3,
+    progress=False,
+    verbose=False,
 )
 
 
@@ -36,20 +47,25 @@ def assert_same_weights(dir_a, dir_b):
 @pytest.fixture(scope="module")
 def straight_run(tiny_wordpiece_dir, tmp_path_factory):
     """8 steps without interruption."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see conftest.one_torch_thread
-    try:
-        return pretrain(tiny_wordpiece_dir, tmp_path_factory.mktemp("straight") / "out", **RESUME_SETTINGS)
-    finally:
-        torch.set_num_threads(threads)
+    return pretrain(tiny_wordpiece_dir, tmp_path_factory.mktemp("straight") / "out", **RESUME_SETTINGS)
 
 
 def test_from_scratch_lowers_heldout_loss_and_writes_a_usable_checkpoint(tiny_wordpiece_dir, tmp_path):
     from transformers import AutoModel, AutoModelForMaskedLM
 
     out = pretrain(
-        tiny_wordpiece_dir, tmp_path / "out", texts=TEXTS, lang=["xx", "en"], max_steps=30, batch_size=16,
-        max_length=64, lr=1e-3, checkpoint_every=10, keep_checkpoints=2, eval_fraction=0.1, progress=False,
+        tiny_wordpiece_dir,
+        tmp_path / "out",
+        texts=TEXTS,
+        lang=["xx", "en"],
+        max_steps=30,
+        batch_size=16,
+        max_length=64,
+        lr=1e-3,
+        checkpoint_every=10,
+        keep_checkpoints=2,
+        eval_fraction=0.1,
+        progress=False,
     )
     evals = read_jsonl(out / "eval_log.jsonl")
     assert [e["step"] for e in evals] == [0, 10, 20, 30]
@@ -85,7 +101,9 @@ def test_from_scratch_lowers_heldout_loss_and_writes_a_usable_checkpoint(tiny_wo
     scores = evaluate_perplexity(out, out / "heldout.jsonl", max_length=64, batch_size=5)
     assert scores["all"]["loss"] == pytest.approx(evals[-1]["all"]["loss"], rel=1e-5)
     assert scores["per_lang"]["ja"]["n_tokens"] == evals[-1]["per_lang"]["ja"]["n_tokens"]
-    base = evaluate_perplexity(tiny_wordpiece_dir, {"en": [d["text"] for d in heldout if d["lang"] == "en"]}, max_length=64)
+    base = evaluate_perplexity(
+        tiny_wordpiece_dir, {"en": [d["text"] for d in heldout if d["lang"] == "en"]}, max_length=64
+    )
     assert set(base["per_lang"]) == {"en"} and base["all"]["loss"] > scores["per_lang"]["en"]["loss"]
 
 
@@ -176,8 +194,16 @@ def test_learning_rate_schedule():
 
 def test_unigram_tokenizer_model_trains(tiny_unigram_dir, tmp_path):
     out = pretrain(
-        tiny_unigram_dir, tmp_path / "out", texts=[MULTILINGUAL], max_steps=3, batch_size=4, max_length=32,
-        checkpoint_every=0, whole_word_mask=True, progress=False, verbose=False,
+        tiny_unigram_dir,
+        tmp_path / "out",
+        texts=[MULTILINGUAL],
+        max_steps=3,
+        batch_size=4,
+        max_length=32,
+        checkpoint_every=0,
+        whole_word_mask=True,
+        progress=False,
+        verbose=False,
     )
     assert (out / "tokenizer.json").exists() and not (out / "checkpoints").exists()
     assert [e["step"] for e in read_jsonl(out / "eval_log.jsonl")] == [0, 3]

@@ -66,7 +66,7 @@ def toy_examples(nlp, n_answerable=20, n_unanswerable=6, seed=0, exclude=()):
         text = " ".join(words) + "."
         if text in exclude:
             continue
-        assert all(text[a["start_char"]:a["end_char"]] == a["text"] for a in answers)
+        assert all(text[a["start_char"] : a["end_char"]] == a["text"] for a in answers)
         reference = nlp.make_doc(text)
         reference._.question, reference._.answers, reference._.lang = QUESTION, tuple(answers), "en"
         predicted = nlp.make_doc(text)
@@ -131,8 +131,8 @@ def test_tiny_encoder_learns_the_toy_task(trained):
     assert scores["qa_f1"] >= MIN_HELD_OUT_F1, scores
     assert scores["qa_per_lang"]["en"]["n"] == len(held_out)
     # Unanswerable held-out questions are mostly recognised as such.
-    docs = list(nlp.pipe(fresh_docs(nlp, held_out[HELD_OUT[0]:])))
-    assert len(docs) == HELD_OUT[1] and all(not eg.reference._.answers for eg in held_out[HELD_OUT[0]:])
+    docs = list(nlp.pipe(fresh_docs(nlp, held_out[HELD_OUT[0] :])))
+    assert len(docs) == HELD_OUT[1] and all(not eg.reference._.answers for eg in held_out[HELD_OUT[0] :])
     assert sum(doc._.answers == [] for doc in docs) >= 0.75 * HELD_OUT[1]
 
 
@@ -141,7 +141,7 @@ def test_answers_are_exact_and_set_as_spans(trained):
     for doc in nlp.pipe(fresh_docs(nlp, examples[:10])):
         for answer in doc._.answers:
             assert set(answer) == {"text", "start_char", "end_char", "score"}
-            assert doc.text[answer["start_char"]:answer["end_char"]] == answer["text"] == answer["text"].strip()
+            assert doc.text[answer["start_char"] : answer["end_char"]] == answer["text"] == answer["text"].strip()
         assert [s.text for s in doc.spans["answers"]] == [a["text"] for a in doc._.answers]
         assert all(s.label_ == "ANSWER" for s in doc.spans["answers"])
 
@@ -161,7 +161,9 @@ def test_answer_api_equals_per_doc_predictions(trained):
     assert found[3] == [] and expected[3] == []
 
     def same_answers(got, want):
-        assert [(a["text"], a["start_char"], a["end_char"]) for a in got] == [(a["text"], a["start_char"], a["end_char"]) for a in want]
+        assert [(a["text"], a["start_char"], a["end_char"]) for a in got] == [
+            (a["text"], a["start_char"], a["end_char"]) for a in want
+        ]
         assert [a["score"] for a in got] == pytest.approx([a["score"] for a in want], abs=1e-4)
 
     for got, want in zip(found, expected):
@@ -189,7 +191,7 @@ def test_batches_of_windows_restore_input_order(trained):
         qa.cfg["batch_size"] = batch_size
     for got, want in zip(small, big):
         assert [(a["start_char"], a["end_char"]) for a in got] == [(a["start_char"], a["end_char"]) for a in want]
-        assert all(long_context[a["start_char"]:a["end_char"]] == a["text"] for a in got)
+        assert all(long_context[a["start_char"] : a["end_char"]] == a["text"] for a in got)
 
 
 def test_docs_without_question_or_text_get_no_answers(trained):
@@ -206,12 +208,16 @@ def test_docs_without_question_or_text_get_no_answers(trained):
 def test_multilingual_answers_map_to_exact_offsets(trained):
     nlp, _ = trained
     qa = nlp.get_pipe("mbert_qa")
-    for context in ["北京是中国的首都。 code 天安门 很大。", "القاهرة هي code عاصمة مصر.", "चंदनपुर की code हिन्दी पत्रिका।"]:
+    for context in [
+        "北京是中国的首都。 code 天安门 很大。",
+        "القاهرة هي code عاصمة مصر.",
+        "चंदनपुर की code हिन्दी पत्रिका।",
+    ]:
         doc = nlp.make_doc(context)
         doc._.question = QUESTION
         doc = nlp(doc)
         for answer in qa.answer(context, QUESTION, top_k=5) + doc._.answers:
-            assert context[answer["start_char"]:answer["end_char"]] == answer["text"] == answer["text"].strip()
+            assert context[answer["start_char"] : answer["end_char"]] == answer["text"] == answer["text"].strip()
         # Answers grow to whole words (align_to_words), and CJK characters are tokens of
         # their own, so with the multilingual tokenizer every answer here is a span.
         assert [s.text for s in doc.spans["answers"]] == [a["text"] for a in doc._.answers]
@@ -274,8 +280,14 @@ def test_logits_equal_hugging_face_on_run_qa_features(tiny_unigram_dir):
     context = " ".join(["The observatory was built in 1962 on a hill above the town."] * 8)
     questions, contexts = [QUESTION, "When was it built?", "北京？"], [context, context, "北京是中国的首都。"]
     features = tokenizer(
-        questions, contexts, truncation="only_second", max_length=64, stride=16,
-        return_overflowing_tokens=True, padding="max_length", return_tensors="pt",
+        questions,
+        contexts,
+        truncation="only_second",
+        max_length=64,
+        stride=16,
+        return_overflowing_tokens=True,
+        padding="max_length",
+        return_tensors="pt",
     )
     inputs = {k: v for k, v in features.items() if k in tokenizer.model_input_names}
     hf_model.eval()
@@ -353,10 +365,27 @@ def test_spacy_train_and_offline_load(tiny_wordpiece_dir, tmp_path, offline_env)
         assert convert("qa", CORPUS / "qa" / f"{split}.json", path)["docs"] > 10
     result = _run(
         [
-            sys.executable, "-m", "spacy", "train", str(CONFIGS / "qa.cfg"), "--output", str(tmp_path / "out"),
-            "--paths.train", str(data["train"]), "--paths.dev", str(data["dev"]), "--paths.encoder", str(encoder),
-            "--training.max_steps", "4", "--training.eval_frequency", "2",
-            "--components.mbert_qa.model.max_seq_length", "128", "--components.mbert_qa.model.doc_stride", "32",
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            str(CONFIGS / "qa.cfg"),
+            "--output",
+            str(tmp_path / "out"),
+            "--paths.train",
+            str(data["train"]),
+            "--paths.dev",
+            str(data["dev"]),
+            "--paths.encoder",
+            str(encoder),
+            "--training.max_steps",
+            "4",
+            "--training.eval_frequency",
+            "2",
+            "--components.mbert_qa.model.max_seq_length",
+            "128",
+            "--components.mbert_qa.model.doc_stride",
+            "32",
         ]
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -375,7 +404,7 @@ def test_spacy_train_and_offline_load(tiny_wordpiece_dir, tmp_path, offline_env)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     output = json.loads(loaded.stdout.strip().splitlines()[-1])
     for answer in output["doc"] + output["api"][0]:
-        assert context[answer["start_char"]:answer["end_char"]] == answer["text"]
+        assert context[answer["start_char"] : answer["end_char"]] == answer["text"]
     assert len(output["api"][0]) <= 2
 
 

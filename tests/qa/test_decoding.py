@@ -174,7 +174,7 @@ def test_answers_are_exact_slices_in_every_script(tokenizer, lang, context, ques
     start_char = context.index(answer)
     start, end = _logits_pointing_at(window, start_char, start_char + len(answer))
     best = decode(context, [start], [end], [window.offsets]).answers[0]
-    assert context[best["start_char"]:best["end_char"]] == best["text"]
+    assert context[best["start_char"] : best["end_char"]] == best["text"]
     assert best["text"] == answer
     assert best["text"] == best["text"].strip()
 
@@ -186,7 +186,7 @@ def test_random_logits_give_clean_exact_answers(tokenizer, lang, context, questi
     for _ in range(20):
         start, end = rng.normal(size=(2, len(window))).astype("f")
         for found in decode(context, [start], [end], [window.offsets], top_k=20).answers:
-            text = context[found["start_char"]:found["end_char"]]
+            text = context[found["start_char"] : found["end_char"]]
             assert text == found["text"] and text == text.strip() and text
             assert not (found["end_char"] < len(context) and _is_mark(context[found["end_char"]]))
             assert not _is_mark(context[found["start_char"]])

@@ -35,8 +35,14 @@ def tokenizer(request, tiny_wordpiece_dir, tiny_unigram_dir):
 def _hf_windows(tokenizer, questions, contexts, max_seq_length, doc_stride):
     """run_qa.py's prepare_*_features encoding."""
     return tokenizer(
-        [q.lstrip() for q in questions], contexts, truncation="only_second", max_length=max_seq_length,
-        stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
+        [q.lstrip() for q in questions],
+        contexts,
+        truncation="only_second",
+        max_length=max_seq_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding=False,
     )
 
 
@@ -76,7 +82,11 @@ def test_long_context_windows_overlap_and_cover_every_character(tokenizer):
 def test_training_positions_point_at_the_answer_in_the_last_window(tokenizer):
     start = LONG_CONTEXT.index(ANSWER)
     windows = encode_pairs(
-        tokenizer, [QUESTION], [LONG_CONTEXT], max_seq_length=64, doc_stride=16,
+        tokenizer,
+        [QUESTION],
+        [LONG_CONTEXT],
+        max_seq_length=64,
+        doc_stride=16,
         answers=[(start, start + len(ANSWER))],
     )
     with_answer = [w for w in windows if w.start_position != CLS_INDEX]
@@ -169,4 +179,4 @@ def test_padding_is_per_batch(tokenizer):
     batch = pad_windows(windows, tokenizer.pad_token_id)
     assert batch.input_ids.shape == (len(windows), max(len(w) for w in windows))
     assert batch.attention_mask.sum(axis=1).tolist() == [len(w) for w in windows]
-    assert (batch.input_ids[0, len(windows[0]):] == tokenizer.pad_token_id).all()
+    assert (batch.input_ids[0, len(windows[0]) :] == tokenizer.pad_token_id).all()

@@ -75,9 +75,13 @@ def _example(nlp, text, lang, golds, prediction):
     reference = nlp.make_doc(text)
     reference._.lang = lang
     # DocBin gives gold answers back as a tuple.
-    reference._.answers = tuple({"text": g, "start_char": text.index(g), "end_char": text.index(g) + len(g)} for g in golds)
+    reference._.answers = tuple(
+        {"text": g, "start_char": text.index(g), "end_char": text.index(g) + len(g)} for g in golds
+    )
     predicted = nlp.make_doc(text)
-    predicted._.answers = [] if prediction is None else [{"text": prediction, "start_char": 0, "end_char": 1, "score": 1.0}]
+    predicted._.answers = (
+        [] if prediction is None else [{"text": prediction, "start_char": 0, "end_char": 1, "score": 1.0}]
+    )
     return Example(predicted, reference)
 
 

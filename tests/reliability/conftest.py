@@ -13,7 +13,6 @@ restoring them.
 """
 
 import random
-from contextlib import contextmanager
 from typing import Dict, List
 
 import pytest
@@ -21,25 +20,12 @@ from spacy.training import Example
 from spacy.util import fix_random_seed, load_config, load_model_from_config, minibatch
 
 # Register the translation factory even where installed entry points predate it (no-op otherwise).
+import spacy_mbert.translation.architecture  # noqa: F401
 import spacy_mbert.translation.component  # noqa: F401
-import spacy_mbert.translation.model  # noqa: F401
 
 from ..conftest import ROOT, blank_xx
 
 CONFIGS = ROOT / "configs"
-
-
-@contextmanager
-def one_thread():
-    """Train on one torch thread (session fixtures run outside the autouse per-test fixture)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------ textcat: one keyword decides
@@ -95,8 +81,7 @@ def train_textcat(encoder_dir, steps=TEXTCAT_STEPS):
 @pytest.fixture(scope="session")
 def textcat_nlp(tiny_wordpiece_dir):
     """The shipped textcat config on the tiny encoder, trained until the keyword decides."""
-    with one_thread():
-        return train_textcat(tiny_wordpiece_dir)
+    return train_textcat(tiny_wordpiece_dir)
 
 
 # ------------------------------------------------------------------ QA: the word after "code"
@@ -156,8 +141,7 @@ def train_qa(encoder_dir, seed=0):
 
 @pytest.fixture(scope="session")
 def qa_nlp(tiny_wordpiece_dir):
-    with one_thread():
-        return train_qa(tiny_wordpiece_dir)
+    return train_qa(tiny_wordpiece_dir)
 
 
 def qa_doc(nlp, context: str, question: str = QUESTION):
@@ -200,5 +184,4 @@ def train_translator(encoder_dir, steps=30):
 
 @pytest.fixture(scope="session")
 def translator_nlp(tiny_wordpiece_dir):
-    with one_thread():
-        return train_translator(tiny_wordpiece_dir)
+    return train_translator(tiny_wordpiece_dir)

@@ -94,9 +94,13 @@ def test_generators_and_long_streams_keep_order(textcat_nlp):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork in a threaded process
 def test_n_process_2_gives_the_same_outputs(textcat_nlp, qa_nlp, translator_nlp, monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
-    _assert_same_cats(_textcat_outputs(textcat_nlp, batch_size=2, n_process=2), _textcat_outputs(textcat_nlp, batch_size=2))
+    _assert_same_cats(
+        _textcat_outputs(textcat_nlp, batch_size=2, n_process=2), _textcat_outputs(textcat_nlp, batch_size=2)
+    )
     _assert_same_answers(_qa_outputs(qa_nlp, batch_size=2, n_process=2), _qa_outputs(qa_nlp, batch_size=2))
-    assert _translator_outputs(translator_nlp, batch_size=2, n_process=2) == _translator_outputs(translator_nlp, batch_size=2)
+    assert _translator_outputs(translator_nlp, batch_size=2, n_process=2) == _translator_outputs(
+        translator_nlp, batch_size=2
+    )
 
 
 SPAWN_SCRIPT = """
@@ -141,7 +145,10 @@ def test_n_process_2_with_spawn(textcat_nlp, qa_nlp, translator_nlp, tmp_path):
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, str(script), str(tmp_path), json.dumps(TEXTS)],
-        capture_output=True, text=True, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])

@@ -70,13 +70,19 @@ def test_components_that_own_an_encoder_fail_clearly_when_it_cannot_be_had(kind,
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     if case == "hub-name-offline":
-        name, fragments = "bert-base-multilingual-cased", ["'bert-base-multilingual-cased'", "local directory", "init-encoder"]
+        name, fragments = (
+            "bert-base-multilingual-cased",
+            ["'bert-base-multilingual-cased'", "local directory", "init-encoder"],
+        )
     elif case == "missing-directory":
         name, fragments = str(tmp_path / "no-such-encoder"), ["does not exist", "init-encoder"]
     else:
         (tmp_path / "weights").mkdir()
         (tmp_path / "weights" / "pytorch_model.bin").write_bytes(b"")
-        name, fragments = str(tmp_path / "weights"), ["not a Hugging Face checkpoint", "no config.json", "pytorch_model.bin"]
+        name, fragments = (
+            str(tmp_path / "weights"),
+            ["not a Hugging Face checkpoint", "no config.json", "pytorch_model.bin"],
+        )
     nlp, examples = _make_component(kind, name)
     with pytest.raises(EncoderNotFoundError) as info:
         nlp.initialize(lambda: examples)
@@ -95,7 +101,8 @@ def test_components_that_own_an_encoder_fail_clearly_when_it_cannot_be_had(kind,
 def test_config_that_loads_another_models_tokenizer(tiny_wordpiece_dir, tiny_unigram_dir):
     """`tokenizer_config = {"tokenizer_file": ...}` with another model's tokenizer.json."""
     nlp = transformer_pipeline(
-        tiny_wordpiece_dir, tokenizer_config={"use_fast": True, "tokenizer_file": str(tiny_unigram_dir / "tokenizer.json")}
+        tiny_wordpiece_dir,
+        tokenizer_config={"use_fast": True, "tokenizer_file": str(tiny_unigram_dir / "tokenizer.json")},
     )
     with pytest.raises(UserError) as info:
         nlp.initialize()
@@ -115,7 +122,9 @@ def _checkpoint_with_foreign_tokenizer(weights_dir, tokenizer_dir, out):
 
 
 @pytest.mark.parametrize("weights,tokenizer", [("wordpiece", "unigram"), ("unigram", "wordpiece")])
-def test_checkpoint_with_a_same_size_tokenizer_from_another_model(weights, tokenizer, tiny_wordpiece_dir, tiny_unigram_dir, tmp_path):
+def test_checkpoint_with_a_same_size_tokenizer_from_another_model(
+    weights, tokenizer, tiny_wordpiece_dir, tiny_unigram_dir, tmp_path
+):
     """Another model's tokenizer of the same size (4,000 pieces each) used to load silently, every id
     meaning another piece; its padding id differs from the config's pad_token_id (0 vs 1 here)."""
     dirs = {"wordpiece": tiny_wordpiece_dir, "unigram": tiny_unigram_dir}
@@ -178,7 +187,10 @@ def test_resuming_a_trained_textcat_on_data_with_another_label_set(textcat_nlp, 
     assert str(path) in message and "'climate'" in message and "food, sports, weather" in message
     assert "from scratch" in message and "relabel" in message
     # The same data with the trained label set reads fine.
-    rows = [(eg.reference.text, max(eg.reference.cats, key=eg.reference.cats.get), LABELS) for eg in textcat_examples(textcat_nlp)]
+    rows = [
+        (eg.reference.text, max(eg.reference.cats, key=eg.reference.cats.get), LABELS)
+        for eg in textcat_examples(textcat_nlp)
+    ]
     same = _write_cats(tmp_path / "same.spacy", textcat_nlp, rows)
     assert len(list(create_corpus_reader(same)(textcat_nlp))) == len(rows)
 
@@ -217,8 +229,19 @@ def test_spacy_train_resume_with_another_label_set_stops_with_one_line(textcat_n
     config.to_disk(tmp_path / "resume.cfg")
     data = _write_cats(tmp_path / "train.spacy", textcat_nlp, _changed_label_rows())
     command = [
-        sys.executable, "-m", "spacy", "train", str(tmp_path / "resume.cfg"), "--output", str(tmp_path / "out"),
-        "--paths.train", str(data), "--paths.dev", str(data), "--training.max_steps", "2",
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(tmp_path / "resume.cfg"),
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        str(data),
+        "--paths.dev",
+        str(data),
+        "--training.max_steps",
+        "2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
@@ -246,7 +269,10 @@ def test_cli_evaluate_unknown_labels_is_one_line(textcat_nlp, tmp_path):
 
     textcat_nlp.to_disk(tmp_path / "model")
     gold = tmp_path / "gold.jsonl"
-    lines = [{"text": "Hablamos de sopa.", "label": "food", "lang": "es"}, {"text": "Es regnet.", "label": "climate", "lang": "de"}]
+    lines = [
+        {"text": "Hablamos de sopa.", "label": "food", "lang": "es"},
+        {"text": "Es regnet.", "label": "climate", "lang": "de"},
+    ]
     gold.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf8")
     result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(gold)])
     assert result.exit_code == 1, result.output
@@ -275,8 +301,17 @@ def test_cli_evaluate_gpu_without_gpu_is_one_line(textcat_nlp, tmp_path):
 def test_spacy_train_gpu_without_gpu_names_the_problem(tmp_path):
     """spaCy's own CLI: a traceback whose last line names the problem (not this package's to change)."""
     command = [
-        sys.executable, "-m", "spacy", "train", str(ROOT / "configs" / "textcat.cfg"), "--gpu-id", "0",
-        "--paths.train", str(tmp_path / "x.spacy"), "--paths.dev", str(tmp_path / "x.spacy"),
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(ROOT / "configs" / "textcat.cfg"),
+        "--gpu-id",
+        "0",
+        "--paths.train",
+        str(tmp_path / "x.spacy"),
+        "--paths.dev",
+        str(tmp_path / "x.spacy"),
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0

@@ -19,8 +19,8 @@ import pytest
 from spacy_transformers.span_getters import get_strided_spans
 
 from spacy_mbert.encoder import MBertShim
-from spacy_mbert.layers import content_positions
 from spacy_mbert.qa.model import get_transformer
+from spacy_mbert.textcat.layers import content_positions
 from spacy_mbert.translation.chunks import source_chunks
 from spacy_mbert.translation.detokenize import join_words
 
@@ -234,7 +234,7 @@ def test_qa_long_contexts_run_in_bounded_passes(qa_nlp):
         assert sum(rows for rows, _ in shapes) == len(qa._encode(questions, [context] * 2))
         for found in answers:
             for answer in found:
-                assert context[answer["start_char"]:answer["end_char"]] == answer["text"]
+                assert context[answer["start_char"] : answer["end_char"]] == answer["text"]
 
 
 def test_qa_answer_in_the_last_window_is_found(qa_nlp):
@@ -324,8 +324,13 @@ def test_translator_warns_when_it_must_cut_a_sentence(translator_nlp):
     inputs, hook = _encoder_inputs(translator)
     handle = translator.model.shims[0].seq2seq.encoder.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        with pytest.warns(UserWarning, match=r"text 0 of the batch \('Hello\. the old man.*has a sentence of \d+ wordpieces.*max_source_length \(128\)"):
+        with pytest.warns(
+            UserWarning,
+            match=r"text 0 of the batch \('Hello\. the old man.*has a sentence of \d+ wordpieces.*max_source_length \(128\)",
+        ):
             translator_nlp("Hello. " + sentence)
     finally:
         handle.remove()
-    assert sorted(i for row in inputs for i in row) == sorted(tokenizer("Hello. " + sentence, add_special_tokens=False)["input_ids"])
+    assert sorted(i for row in inputs for i in row) == sorted(
+        tokenizer("Hello. " + sentence, add_special_tokens=False)["input_ids"]
+    )

@@ -21,13 +21,19 @@ import spacy
 import torch
 from spacy.util import load_model_from_config
 
+from spacy_mbert.encoder.weights_file import WEIGHTS_FILE
 from spacy_mbert.errors import UserError
-from spacy_mbert.weights_file import WEIGHTS_FILE
 
 from ..conftest import blank_xx, run_python
 from .conftest import QUESTION
 
-TEXTS = ["Hablamos de sopa con mis amigos.", "code Paris.", "", "我今天有点儿累。 code 北京", "Wo ist der Bahnhof?  code Lima"]
+TEXTS = [
+    "Hablamos de sopa con mis amigos.",
+    "code Paris.",
+    "",
+    "我今天有点儿累。 code 北京",
+    "Wo ist der Bahnhof?  code Lima",
+]
 COMPONENT_FILES = ["transformer/model", "textcat/model", "mbert_qa/model", "mbert_translator/model"]
 
 
@@ -109,7 +115,9 @@ def test_component_bytes_and_disk_round_trips(full_nlp, expected, name, tmp_path
         assert_same_outputs(outputs(fresh), expected)
 
 
-def test_loads_offline_with_an_empty_cache_and_no_encoder(saved_dir, expected, offline_env, tiny_wordpiece_dir, tmp_path):
+def test_loads_offline_with_an_empty_cache_and_no_encoder(
+    saved_dir, expected, offline_env, tiny_wordpiece_dir, tmp_path
+):
     code = (
         "import json, spacy\n"
         f"nlp = spacy.load({str(saved_dir)!r})\n"

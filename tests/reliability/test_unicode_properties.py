@@ -27,13 +27,42 @@ TRICKY = st.sampled_from(
     + list("\x00\x01\x1b\x7f\x85\ufffd\uffff")
     + list(".,!?¿。、「」()[]\"'")
     + [
-        "[SEP]", "[CLS]", "[MASK]", "<s>", "</s>", "<mask>", "##", "▁",  # special-token strings
-        "code", "Paris", "code Paris",  # what the QA model learned to answer
-        "football", "Suppe", "lluvia",  # what the text classifier learned
-        "我", "愛", "𠀀", "ภาษาไทย", "مرحبا", "שלום", "नमस्ते", "क्ष", "Ελλάδα", "ﬁ", "１２",
-        "e\u0301", "a\u0308\u0323", "ก\u0e31\u0e49",  # combining marks
-        "👩\u200d👩\u200d👧", "🇩🇪", "1\ufe0f\u20e3", "👍🏽", "🏳️\u200d🌈",  # emoji sequences
-        "𝔘𝔫𝔦", "\U0010fffd", "\U000e0001",  # other planes, private use, tags
+        "[SEP]",
+        "[CLS]",
+        "[MASK]",
+        "<s>",
+        "</s>",
+        "<mask>",
+        "##",
+        "▁",  # special-token strings
+        "code",
+        "Paris",
+        "code Paris",  # what the QA model learned to answer
+        "football",
+        "Suppe",
+        "lluvia",  # what the text classifier learned
+        "我",
+        "愛",
+        "𠀀",
+        "ภาษาไทย",
+        "مرحبا",
+        "שלום",
+        "नमस्ते",
+        "क्ष",
+        "Ελλάδα",
+        "ﬁ",
+        "１２",
+        "e\u0301",
+        "a\u0308\u0323",
+        "ก\u0e31\u0e49",  # combining marks
+        "👩\u200d👩\u200d👧",
+        "🇩🇪",
+        "1\ufe0f\u20e3",
+        "👍🏽",
+        "🏳️\u200d🌈",  # emoji sequences
+        "𝔘𝔫𝔦",
+        "\U0010fffd",
+        "\U000e0001",  # other planes, private use, tags
     ]
 )
 MIXED_TEXT = st.lists(st.one_of(TRICKY, st.text(alphabet=ANY_CHAR, max_size=5)), max_size=30).map("".join)

@@ -19,12 +19,20 @@ def test_sentences_in_many_scripts():
         "Dr. Smith has 3.5 apples"
     )
     assert _sentences(text) == [
-        "Where is the station?", "It is near.", "Wait…", "Okay!",
-        "我今天有点儿累。", "你呢？", "很好！",
-        "هل أنت بخير؟", "نعم.",
-        "मैं ठीक हूँ।", "धन्यवाद॥",
+        "Where is the station?",
+        "It is near.",
+        "Wait…",
+        "Okay!",
+        "我今天有点儿累。",
+        "你呢？",
+        "很好！",
+        "هل أنت بخير؟",
+        "نعم.",
+        "मैं ठीक हूँ।",
+        "धन्यवाद॥",
         # An abbreviation is a (harmless) sentence break; a decimal point is not.
-        "Dr.", "Smith has 3.5 apples",
+        "Dr.",
+        "Smith has 3.5 apples",
     ]
     assert _sentences("") == [] and _sentences(" \n\t ") == [] and _sentences("no end") == ["no end"]
 

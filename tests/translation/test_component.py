@@ -5,12 +5,12 @@ import os
 import random
 import subprocess
 import sys
-import tomllib
 from importlib import import_module
 from importlib.metadata import entry_points
 
 import pytest
 import spacy
+import tomllib
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
@@ -159,7 +159,9 @@ def test_entry_points_are_declared():
     for (group, name), function in expected.items():
         module, _, attr = declared[group][name].partition(":")
         assert attr == function, f"{group}: {name} points at {declared[group][name]!r}, expected attribute {function!r}"
-        assert callable(getattr(import_module(module), attr)), f"{group}: {name} -> {declared[group][name]} is not callable"
+        assert callable(getattr(import_module(module), attr)), (
+            f"{group}: {name} -> {declared[group][name]} is not callable"
+        )
 
 
 def test_installed_entry_points_resolve():
@@ -210,11 +212,31 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     train, dev = corpus_files
     # No --code: `spacy train` must find the component and scorer through the installed entry points.
     command = [
-        sys.executable, "-m", "spacy", "train", str(CONFIG), "--output", str(tmp_path / "out"),
-        "--paths.train", str(train), "--paths.dev", str(dev),
-        "--paths.encoder", str(tiny_wordpiece_dir), "--training.max_steps", "6", "--training.eval_frequency", "3",
-        "--training.optimizer.learn_rate.warmup_steps", "2", "--training.optimizer.learn_rate.initial_rate", "1e-3",
-        "--components.mbert_translator.num_beams", "2", "--components.mbert_translator.max_length", "12",
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(CONFIG),
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        str(train),
+        "--paths.dev",
+        str(dev),
+        "--paths.encoder",
+        str(tiny_wordpiece_dir),
+        "--training.max_steps",
+        "6",
+        "--training.eval_frequency",
+        "3",
+        "--training.optimizer.learn_rate.warmup_steps",
+        "2",
+        "--training.optimizer.learn_rate.initial_rate",
+        "1e-3",
+        "--components.mbert_translator.num_beams",
+        "2",
+        "--components.mbert_translator.max_length",
+        "12",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
@@ -222,7 +244,9 @@ def test_spacy_train_then_load_and_translate(corpus_files, tmp_path, tiny_wordpi
     model_dir = tmp_path / "out" / "model-last"
     performance = json.loads((model_dir / "meta.json").read_text(encoding="utf8"))["performance"]
     assert 0.0 <= performance["translation_bleu"] <= 1.0 and 0.0 <= performance["translation_chrf"] <= 1.0
-    assert set(performance["translation_per_lang"]) == {doc._.lang for doc in read_pairs(CORPUS / "translation" / "dev.jsonl", nlp=blank_xx())}
+    assert set(performance["translation_per_lang"]) == {
+        doc._.lang for doc in read_pairs(CORPUS / "translation" / "dev.jsonl", nlp=blank_xx())
+    }
     code = (
         "import json, spacy\n"
         f"nlp = spacy.load({str(model_dir)!r})\n"

@@ -42,7 +42,11 @@ def test_no_space_scripts(decoded, lang, expected):
         ('He said " yes " .', "en", 'He said "yes".'),
         ('" Hi " , he said', "en", '"Hi", he said'),
         ("a well - known and / or good idea", "en", "a well-known and/or good idea"),
-        ("It costs 3 . 5 euros at 10 : 30 , or 1 , 000 in total .", "en", "It costs 3.5 euros at 10:30, or 1,000 in total."),
+        (
+            "It costs 3 . 5 euros at 10 : 30 , or 1 , 000 in total .",
+            "en",
+            "It costs 3.5 euros at 10:30, or 1,000 in total.",
+        ),
         ("Numbers 2 , 3 and 4", "en", "Numbers 2, 3 and 4"),
         ("¿ Qué hora es ? ¡ Vamos !", "es", "¿Qué hora es? ¡Vamos!"),
         ("l ' homme est là .", "fr", "l'homme est là."),

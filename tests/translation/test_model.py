@@ -8,14 +8,10 @@ import torch
 from thinc.api import Adam, fix_random_seed
 
 from spacy_mbert.errors import UserError
-from spacy_mbert.translation.model import (
-    Bert2Bert,
-    build_vocab_map,
-    encode_sources,
-    generation_config,
-    make_batch,
-    translate,
-)
+from spacy_mbert.translation.architecture import Bert2Bert
+from spacy_mbert.translation.batch import encode_sources, make_batch
+from spacy_mbert.translation.generate import generation_config, translate
+from spacy_mbert.translation.vocabulary import build_vocab_map
 
 from ..conftest import CORPUS
 
@@ -46,7 +42,7 @@ def train(model, sources, targets, *, steps, lr=1e-3, batch_size=8, seed=0):
 
 def new_model(encoder_dir, targets, seed=0, **settings):
     fix_random_seed(seed)
-    model = Bert2Bert(str(encoder_dir), **settings)
+    model = Bert2Bert(name=str(encoder_dir), **settings)
     model.initialize(Y=targets)
     return model
 
@@ -106,8 +102,13 @@ def test_beam_search_returns_top_hypothesis(half_trained, length_penalty):
     seq2seq, specials = shim.seq2seq, shim.special_ids()
     inputs = encode_sources(model, texts)
     config = generation_config(
-        model, num_beams=k, max_length=max_length, length_penalty=length_penalty,
-        num_return_sequences=k, output_scores=True, return_dict_in_generate=True,
+        model,
+        num_beams=k,
+        max_length=max_length,
+        length_penalty=length_penalty,
+        num_return_sequences=k,
+        output_scores=True,
+        return_dict_in_generate=True,
     )
     seq2seq.eval()
     with torch.inference_mode():
@@ -182,7 +183,9 @@ def test_vocab_map_is_target_pieces_plus_specials(tiny_wordpiece_dir):
     from transformers import AutoModel
 
     pretrained = AutoModel.from_pretrained(str(tiny_wordpiece_dir)).get_input_embeddings().weight
-    torch.testing.assert_close(decoder.get_input_embeddings().weight.detach().cpu(), pretrained[shim.vocab_map].detach())
+    torch.testing.assert_close(
+        decoder.get_input_embeddings().weight.detach().cpu(), pretrained[shim.vocab_map].detach()
+    )
 
 
 def test_restricted_ids_map_back_and_unknown_pieces_become_unk(tiny_wordpiece_dir):
@@ -207,7 +210,7 @@ def test_unrestricted_decoder_has_full_vocab(tiny_wordpiece_dir):
 
 def test_restriction_round_trips_to_bytes(copy_model):
     expected = translate(copy_model, COPY_TEXTS, num_beams=3, max_length=40)
-    loaded = Bert2Bert("not-needed-when-loading").from_bytes(copy_model.to_bytes())
+    loaded = Bert2Bert(name="not-needed-when-loading").from_bytes(copy_model.to_bytes())
     assert loaded.shims[0].vocab_map == copy_model.shims[0].vocab_map
     assert loaded.shims[0].seq2seq.decoder.config.vocab_size == len(copy_model.shims[0].vocab_map)
     assert translate(loaded, COPY_TEXTS, num_beams=3, max_length=40) == expected
@@ -215,12 +218,12 @@ def test_restriction_round_trips_to_bytes(copy_model):
 
 def test_restrict_vocab_needs_targets(tiny_wordpiece_dir):
     with pytest.raises(UserError, match="doc._.translation"):
-        Bert2Bert(str(tiny_wordpiece_dir)).initialize(Y=[])
+        Bert2Bert(name=str(tiny_wordpiece_dir)).initialize(Y=[])
 
 
 def test_uninitialized_model_says_so():
     with pytest.raises(UserError, match="initialize"):
-        translate(Bert2Bert("unused"), ["Hallo"])
+        translate(Bert2Bert(name="unused"), ["Hallo"])
 
 
 # --------------------------------------------------------------------------- BERTShare, Rnd2Rnd, tokenizers
@@ -234,10 +237,16 @@ def test_bertshare_ties_all_but_cross_attention(tiny_wordpiece_dir):
     enc_layer, dec_layer = shared.encoder.encoder.layer[0], shared.decoder.bert.encoder.layer[0]
     assert dec_layer.attention.self.query.weight is enc_layer.attention.self.query.weight
     assert dec_layer.output.dense.weight is enc_layer.output.dense.weight
-    assert shared.decoder.bert.embeddings.position_embeddings.weight is shared.encoder.embeddings.position_embeddings.weight
+    assert (
+        shared.decoder.bert.embeddings.position_embeddings.weight
+        is shared.encoder.embeddings.position_embeddings.weight
+    )
     assert not hasattr(enc_layer, "crossattention") and hasattr(dec_layer, "crossattention")
     # Restricted vocabulary: the word embeddings cannot be shared (other rows).
-    assert shared.decoder.bert.embeddings.word_embeddings.weight.shape[0] < shared.encoder.embeddings.word_embeddings.weight.shape[0]
+    assert (
+        shared.decoder.bert.embeddings.word_embeddings.weight.shape[0]
+        < shared.encoder.embeddings.word_embeddings.weight.shape[0]
+    )
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     encoder_shapes = {name: p.shape for name, p in separate.encoder.named_parameters()}
     shareable = sum(
@@ -246,8 +255,11 @@ def test_bertshare_ties_all_but_cross_attention(tiny_wordpiece_dir):
     assert shareable > 0.4 * count(separate.decoder)
     assert count(shared) == count(separate) - shareable
     # Sharing survives saving and loading.
-    loaded = Bert2Bert("unused", share_weights=True).from_bytes(shared_model.to_bytes()).shims[0].seq2seq
-    assert loaded.decoder.bert.encoder.layer[1].attention.self.key.weight is loaded.encoder.encoder.layer[1].attention.self.key.weight
+    loaded = Bert2Bert(name="unused", share_weights=True).from_bytes(shared_model.to_bytes()).shims[0].seq2seq
+    assert (
+        loaded.decoder.bert.encoder.layer[1].attention.self.key.weight
+        is loaded.encoder.encoder.layer[1].attention.self.key.weight
+    )
     assert count(loaded) == count(shared)
 
 
@@ -282,7 +294,7 @@ def test_sentencepiece_checkpoint_trains_and_round_trips(tiny_unigram_dir):
     outputs = translate(model, texts, target_lang="de", num_beams=2, max_length=24)
     # Observed 3/3 on six vocabulary builds (the tiny tokenizer's training is not deterministic).
     assert sum(out == text for out, text in zip(outputs, texts)) >= 2, outputs
-    loaded = Bert2Bert("unused").from_bytes(model.to_bytes())
+    loaded = Bert2Bert(name="unused").from_bytes(model.to_bytes())
     assert translate(loaded, texts, target_lang="de", num_beams=2, max_length=24) == outputs
 
 
@@ -309,7 +321,7 @@ def test_freeze_embeddings_keeps_the_encoder_word_embeddings_and_trains_the_rest
     assert torch.equal(seq2seq.encoder.get_input_embeddings().weight, frozen)
     assert not torch.equal(seq2seq.encoder.encoder.layer[0].attention.self.query.weight, trained)
     # A pipeline loaded from bytes trains frozen as well.
-    loaded = Bert2Bert("unused", freeze_embeddings=True).from_bytes(model.to_bytes())
+    loaded = Bert2Bert(name="unused", freeze_embeddings=True).from_bytes(model.to_bytes())
     before = loaded.shims[0].seq2seq.encoder.get_input_embeddings().weight.detach().clone()
     train(loaded, COPY_TEXTS, COPY_TEXTS, steps=2)
     assert torch.equal(loaded.shims[0].seq2seq.encoder.get_input_embeddings().weight, before)

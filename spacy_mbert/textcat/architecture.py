@@ -23,25 +23,25 @@ the gradient of the *mean* cross-entropy over the batch, as in Hugging Face.
 
 An empty doc (no tokens) gets all-zero scores, as spaCy's text classifiers give
 a batch of empty docs, so ``nlp("").cats`` does not depend on what else is in
-the batch; such docs pass no gradient back in training.
+the batch; such docs pass no gradient back in training (``ClsPoolTextCatModel``,
+the layer around the chain).
 """
 
 from functools import partial
-
-import numpy
 from typing import List, Optional, cast
 
+import numpy
 from spacy.ml.models.textcat import NEG_VALUE, resize_and_set_ref
 from spacy.tokens import Doc
 from spacy.util import registry
 from spacy_transformers.layers import TransformerListener
-from thinc.api import Dropout, Gelu, Linear, Model, Softmax, chain
+from thinc.api import Dropout, Gelu, Linear, Model, Softmax
 from thinc.layers.chain import forward as chain_forward
 from thinc.layers.chain import init as init_chain
 from thinc.layers.resizable import resizable, resize_linear_weighted
 from thinc.types import Floats2d
 
-from .errors import UserError, corrupted_file_errors
+from ..errors import UserError, corrupted_file_errors
 from .layers import batch_mean_gradient, check_pooling, cls_pool, sigmoid_bce
 
 
@@ -110,17 +110,7 @@ def ClsPoolTextCat(
         layers.append(sigmoid_bce())
     if mean_loss:
         layers.append(batch_mean_gradient())
-    model: Model[List[Doc], Floats2d] = chain(*layers)
-    model.__class__ = ClsPoolTextCatModel
-    model.init = _init
-    # The chain's own forward, plus zero rows for empty docs. (Not an extra layer:
-    # that would change the saved structure and older pipelines would not load.)
-    model._func = _forward
-    # The Transformer component finds its listeners by walking the model; the
-    # "listener" ref is what spacy-transformers' own listener architectures set.
-    model.set_ref("listener", listener)
-    model.set_ref("pool", pool)
-    model.set_ref("output_layer", output_layer)
+    model = ClsPoolTextCatModel(layers, listener=listener, pool=pool, output_layer=output_layer)
     model.attrs["multi_label"] = not exclusive_classes
     # textcat.add_label() calls this, before initialization (to set nO) and after
     # (to grow the trained output layer, keeping the trained rows).
@@ -136,17 +126,31 @@ def hf_normal_init(ops, shape) -> Floats2d:
 
 
 class ClsPoolTextCatModel(Model):
-    """The head's chain; a damaged saved model fails with one line instead of a msgpack error."""
+    """The head: thinc's ``chain`` of its layers, with all-zero scores for empty docs.
 
-    __slots__ = ()  # thinc's Model has slots: the class of a chain can then be switched to this one
+    A ``Model`` subclass only so that a damaged saved model fails with one line
+    instead of a msgpack error; the layers run as thinc's ``chain`` runs them.
+    """
+
+    def __init__(self, layers: List[Model], *, listener: Model, pool: Model, output_layer: Model):
+        super().__init__(
+            ">>".join(layer.name for layer in layers),
+            forward,
+            init=init,
+            layers=layers,
+            dims={"nO": None, "nI": None},
+            # The Transformer component finds its listeners by walking the model; the
+            # "listener" ref is what spacy-transformers' own listener architectures set.
+            refs={"listener": listener, "pool": pool, "output_layer": output_layer},
+        )
 
     def from_bytes(self, bytes_data: bytes) -> "ClsPoolTextCatModel":
         with corrupted_file_errors("The text classifier's model file"):
             return super().from_bytes(bytes_data)
 
 
-def _forward(model: Model, docs: List[Doc], is_train: bool):
-    """The chain's forward pass, with all-zero scores (and no gradient) for empty docs.
+def forward(model: Model, docs: List[Doc], is_train: bool):
+    """thinc's chain forward pass, with all-zero scores (and no gradient) for empty docs.
 
     spaCy's ``TextCategorizer.predict`` returns zeros for a batch in which every doc
     is empty without running the model; the model gives an empty doc in a mixed
@@ -167,7 +171,7 @@ def _forward(model: Model, docs: List[Doc], is_train: bool):
     return scores, backprop_without_empty
 
 
-def _init(model: Model, X=None, Y=None) -> None:
+def init(model: Model, X=None, Y=None) -> None:
     # The pooled width follows from the transformer's width, which the
     # Transformer component sets on the listener when it finds it. Set it
     # before the chain runs, so that a sample with only empty docs still

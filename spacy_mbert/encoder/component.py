@@ -17,7 +17,7 @@ from spacy_transformers.pipeline_component import Transformer, install_extension
 from spacy_transformers.util import batch_by_length
 from thinc.api import Config, Model
 
-from .batching import read_ahead
+from ..batching import read_ahead
 from .weights_file import weights_beside
 
 DEFAULT_CONFIG_STR = """
@@ -66,9 +66,7 @@ def make_mbert_transformer(
         batch them by length, so batches need less padding; docs still come out in
         input order. 0 reads ``batch_size`` docs, as spacy-transformers does.
     """
-    pipe = MBertTransformerPipe(
-        nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items
-    )
+    pipe = MBertTransformerPipe(nlp.vocab, model, set_extra_annotations, name=name, max_batch_items=max_batch_items)
     # An attribute, not in cfg: from_disk would restore a saved cfg over the config's value.
     pipe.sort_buffer = sort_buffer
     return pipe

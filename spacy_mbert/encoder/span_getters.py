@@ -24,7 +24,7 @@ always the one the windows are tokenized with).
 A single spaCy token with more wordpieces than a window holds (a 3,000-character
 "word" with an XLM-R-style vocabulary) gets a window of its own;
 ``MBertTransformer`` splits that window's wordpieces over as many encoder rows
-as needed, so none is dropped (see ``spacy_mbert/encoder.py``).
+as needed, so none is dropped (see ``spacy_mbert/encoder/windows.py``).
 """
 
 from typing import List, Optional
@@ -33,7 +33,7 @@ import numpy
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
-from .errors import UserError
+from ..errors import UserError
 
 # Windows whose estimated size is within this many wordpieces of the limit are
 # tokenized to check: a token's wordpieces can differ slightly in context

@@ -23,9 +23,7 @@ def iter_text(path: Path) -> Iterator[str]:
     suffix = path.suffix.lower()
     with path.open(encoding="utf8") as file:
         if suffix in (".json", ".jsonl"):
-            documents = [json.load(file)] if suffix == ".json" else (
-                json.loads(line) for line in file if line.strip()
-            )
+            documents = [json.load(file)] if suffix == ".json" else (json.loads(line) for line in file if line.strip())
             for document in documents:
                 yield from _strings(document)
         else:
@@ -83,9 +81,13 @@ def build_tiny(
     tokenizer.save_pretrained(str(out_dir))
 
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
-        num_attention_heads=num_heads, intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(str(out_dir), safe_serialization=True)
@@ -99,14 +101,21 @@ def _train_wordpiece(lines: List[str], out_dir: Path, *, vocab_size: int, max_le
     # Cased, accents kept, CJK split: the same normalization as M-BERT (cased).
     wordpiece = BertWordPieceTokenizer(lowercase=False, strip_accents=False, handle_chinese_chars=True)
     wordpiece.train_from_iterator(
-        _batched(lines), vocab_size=vocab_size, min_frequency=1, special_tokens=WORDPIECE_SPECIALS,
-        limit_alphabet=4000, show_progress=False,
+        _batched(lines),
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=WORDPIECE_SPECIALS,
+        limit_alphabet=4000,
+        show_progress=False,
     )
     vocab_path = out_dir / "vocab.txt"
     vocab_path.write_text("\n".join(_ordered_vocab(wordpiece.get_vocab())) + "\n", encoding="utf8")
     return BertTokenizerFast(
-        vocab_file=str(vocab_path), do_lower_case=False, strip_accents=False,
-        tokenize_chinese_chars=True, model_max_length=max_length,
+        vocab_file=str(vocab_path),
+        do_lower_case=False,
+        strip_accents=False,
+        tokenize_chinese_chars=True,
+        model_max_length=max_length,
     )
 
 
@@ -117,18 +126,28 @@ def _train_unigram(lines: List[str], out_dir: Path, *, vocab_size: int, max_leng
 
     unigram = SentencePieceUnigramTokenizer(replacement="▁", add_prefix_space=True)
     unigram.train_from_iterator(
-        _batched(lines), vocab_size=vocab_size, special_tokens=UNIGRAM_SPECIALS,
-        unk_token="<unk>", show_progress=False,
+        _batched(lines),
+        vocab_size=vocab_size,
+        special_tokens=UNIGRAM_SPECIALS,
+        unk_token="<unk>",
+        show_progress=False,
     )
     ids = {token: unigram.token_to_id(token) for token in UNIGRAM_SPECIALS}
     unigram.post_processor = TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
         special_tokens=[("<s>", ids["<s>"]), ("</s>", ids["</s>"])],
     )
     # No sentencepiece model file: only tokenizer.json, as in multilingual-e5.
     return XLMRobertaTokenizerFast(
-        tokenizer_object=unigram._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        tokenizer_object=unigram._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
         model_max_length=max_length,
     )
 
