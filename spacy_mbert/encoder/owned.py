@@ -13,7 +13,9 @@ common lives here, so that it is written (and fixed) once:
 - :func:`get_shim` is the one "not initialized" guard, with one message;
 - :func:`inference` is prediction mode: ``eval()``, ``torch.inference_mode``,
   mixed precision by one rule for every device, and train mode restored after;
-- :func:`position_limit` is the longest input any BERT-family config takes.
+- :func:`position_limit` is the longest input any BERT-family config takes;
+- :class:`OwnedEncoderPipe` is the components' base: read-ahead ``nlp.pipe`` and
+  the encoder's weights in their own memory-mapped file.
 """
 
 from contextlib import contextmanager
@@ -21,11 +23,14 @@ from functools import partial
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
+from spacy.pipeline import TrainablePipe
 from spacy_transformers.data_classes import HFObjects
 from thinc.api import Model, get_torch_default_device
 
+from ..batching import ReadAheadPipe
 from ..errors import UserError
 from .shim import MBertShim
+from .weights_file import OwnEncoderSerialization
 
 # load(model, Y) -> the HFObjects to install; Y is what ``model.initialize(Y=...)`` was given.
 Loader = Callable[[Model, Any], HFObjects]
@@ -155,3 +160,12 @@ def position_limit(config) -> Optional[int]:
     if getattr(config, "model_type", "") in PADDING_OFFSET_TYPES:
         return positions - 2
     return int(positions)
+
+
+class OwnedEncoderPipe(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
+    """Base of the components that own their encoder (``mbert_qa``, ``mbert_translator``).
+
+    ``nlp.pipe`` reads ahead and batches docs by length (:class:`ReadAheadPipe`), and
+    the encoder's weights are saved in a file of their own, memory-mapped on load
+    (:class:`OwnEncoderSerialization`); the rest is spaCy's ``TrainablePipe``.
+    """

@@ -38,17 +38,15 @@ from .checkpoints import (
     rng_state,
     save_checkpoint,
     truncate_log,
-    write_json_lines,
 )
 from .config import resolve_config, trajectory_differences
 from .evaluation import EVAL_SEED, autocast, check_max_length, collate, evaluate_packed, format_eval
 from .masking import mask_tokens
-from .runtime import ADAM_BETAS, ADAM_EPS, build_optimizer, lr_lambda, seed_everything, select_device
+from .run_files import write_run_files
+from .runtime import build_optimizer, lr_lambda, seed_everything, select_device
 
 TRAIN_LOG = "train_log.jsonl"
 EVAL_LOG = "eval_log.jsonl"
-CONFIG_JSON = "pretrain_config.json"
-HELDOUT = "heldout.jsonl"
 
 
 # --------------------------------------------------------------------------- public API
@@ -188,45 +186,6 @@ class _Run:
         self.heldout_docs = heldout
         self.fingerprint = data_mod.fingerprint(self.train_data, extra=[f"eval:{d.lang}:{d.text}" for d in heldout])
 
-    def _write_run_files(self, tokenizer, sampler) -> None:
-        from transformers import __version__ as transformers_version
-
-        cfg = self.cfg
-        summary = {
-            "base_model": self.base_model,
-            "output_dir": str(self.output_dir),
-            "settings": cfg.to_dict(),
-            "resumed_from_step": self.start_step if self.checkpoint is not None else None,
-            "data": {
-                "sampling_unit": "packed training sequences (max_length pieces each)",
-                "train": {
-                    lang: {"docs": p.n_docs, "pieces": p.n_pieces, "sequences": len(p)}
-                    for lang, p in self.train_data.items()
-                },
-                "heldout": {
-                    lang: {"docs": p.n_docs, "pieces": p.n_pieces, "sequences": len(p)}
-                    for lang, p in self.eval_data.items()
-                },
-                "sampling_probabilities": sampler.probabilities,
-                "fingerprint": self.fingerprint,
-            },
-            "optimizer": {
-                "name": "AdamW",
-                "betas": list(ADAM_BETAS),
-                "eps": ADAM_EPS,
-                "warmup_steps": self.warmup_steps,
-                "schedule": "linear warmup, linear decay to 0",
-                "effective_batch_size": cfg.batch_size * cfg.grad_accum,
-            },
-            "device": str(self.device),
-            "autocast_dtype": str(self.dtype).replace("torch.", "") if self.dtype else None,
-            "versions": {"torch": torch.__version__, "transformers": transformers_version},
-        }
-        (self.output_dir / CONFIG_JSON).write_text(
-            json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf8"
-        )
-        write_json_lines(self.output_dir / HELDOUT, [{"text": d.text, "lang": d.lang} for d in self.heldout_docs])
-
     def _evaluate(self, model, tokenizer, step: int) -> Optional[Dict[str, Any]]:
         if not self.eval_data:
             return None
@@ -256,7 +215,7 @@ class _Run:
             self._restore(state)
         else:
             self._start_afresh()
-        self._write_run_files(state.tokenizer, state.sampler)
+        write_run_files(self, state.sampler)
         probabilities = ", ".join(f"{lang} {p:.3f}" for lang, p in state.sampler.probabilities.items())
         self.log(
             f"Pretraining {self.base_model} on {sum(len(p) for p in self.train_data.values())} sequences of "

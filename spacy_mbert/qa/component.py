@@ -17,16 +17,14 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy
 from spacy.language import Language
-from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from ..batching import ReadAheadPipe, length_batches
+from ..batching import length_batches
 from ..encoder.loading import DEFAULT_ENCODER
-from ..encoder.owned import get_shim
-from ..encoder.weights_file import OwnEncoderSerialization
+from ..encoder.owned import OwnedEncoderPipe, get_shim
 from ..errors import UserError
 from ..extensions import has_text, install_extensions
 from .convert import ANSWER_LABEL, ANSWER_SPANS_KEY
@@ -124,7 +122,7 @@ def make_qa(
     )
 
 
-class QuestionAnswerer(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
+class QuestionAnswerer(OwnedEncoderPipe):
     """Answer ``doc._.question`` with a span of ``doc.text``."""
 
     def __init__(

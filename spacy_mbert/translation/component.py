@@ -13,15 +13,13 @@ component): generation needs the encoder-decoder as one network.
 from typing import Callable, Dict, Iterable, List, Optional
 
 from spacy.language import Language
-from spacy.pipeline.trainable_pipe import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 
-from ..batching import ReadAheadPipe
 from ..encoder.loading import DEFAULT_ENCODER
-from ..encoder.weights_file import OwnEncoderSerialization
+from ..encoder.owned import OwnedEncoderPipe
 from ..errors import UserError
 from ..extensions import has_text, install_extensions
 from . import scorer as _scorer  # noqa: F401  (registers the default scorer with the factory)
@@ -127,7 +125,7 @@ def make_translator(
     )
 
 
-class Translator(ReadAheadPipe, OwnEncoderSerialization, TrainablePipe):
+class Translator(OwnedEncoderPipe):
     """Translates each doc's text into ``doc._.translation`` (see :func:`make_translator`).
 
     Only ``target_lang`` is part of ``cfg`` (saved with the pipeline, passed to the
