@@ -42,14 +42,27 @@ def test_config_passes_debug_config(config_name, tmp_path, tiny_wordpiece_dir, c
     assert "Config is valid" in capsys.readouterr().out
 
 
-def test_multitask_config_assembles_the_sourced_pipelines(tmp_path, tiny_wordpiece_dir):
-    """What ``spacy assemble configs/multitask.cfg`` does, with initialized (untrained) sources."""
+@pytest.mark.parametrize("base", [None, "mbert_base"])
+def test_multitask_config_assembles_the_sourced_pipelines(tmp_path, tiny_wordpiece_dir, base):
+    """What ``spacy assemble configs/multitask.cfg`` does, with initialized (untrained) sources:
+    with adapters on the base (``--paths.base mbert_base``) the encoder's weights are stored once,
+    with full fine-tuning (``null``) once per head."""
     sources = {}
     for key, config_name in SOURCED.items():
-        overrides = {**converted(config_name, tmp_path / key), "paths.encoder": str(tiny_wordpiece_dir)}
+        overrides = {
+            **converted(config_name, tmp_path / key),
+            "paths.encoder": str(tiny_wordpiece_dir),
+            "paths.base": base,
+        }
         nlp = init_nlp(load_config(ROOT / "configs" / config_name, overrides=overrides, interpolate=False))
         nlp.to_disk(tmp_path / key / "pipeline")
         sources[f"paths.{key}"] = str(tmp_path / key / "pipeline")
     config = load_config(ROOT / "configs" / "multitask.cfg", overrides=sources, interpolate=False)
     nlp = load_model_from_config(config, auto_fill=True)
-    assert nlp.pipe_names == ["transformer", "textcat", "mbert_qa", "mbert_translator"]
+    assert nlp.pipe_names == ["mbert_base", "transformer", "textcat", "mbert_qa", "mbert_translator"]
+    nlp.to_disk(tmp_path / "multitask")
+    weights = sorted(str(path.relative_to(tmp_path / "multitask")) for path in (tmp_path / "multitask").rglob("*.pt"))
+    if base is None:
+        assert weights == [f"{name}/model.weights.pt" for name in ("mbert_qa", "mbert_translator", "transformer")]
+    else:
+        assert weights == ["mbert_base/model.weights.pt"]

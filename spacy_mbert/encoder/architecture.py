@@ -13,7 +13,10 @@ output, ``FullTransformerBatch``) built from this package's parts:
 - nothing of a long doc is dropped: the default windows
   (``spacy-mbert.wordpiece_strided_spans.v1``) fit the encoder, and a single
   spaCy token longer than a window is split over several encoder rows
-  (``windows.py``) where spacy-transformers would cut it.
+  (``windows.py``) where spacy-transformers would cut it;
+- with ``base`` set, the network is not a copy of its own: it runs on the frozen
+  weights of the pipeline's ``mbert_base`` component, with a LoRA adapter
+  (``adapter``) that its listeners train (``on_base.py``).
 """
 
 import copy
@@ -37,6 +40,7 @@ from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from ..errors import corrupted_file_errors
 from .alignment import align_by_offsets
 from .loading import DEFAULT_ENCODER, load_pretrained
+from .on_base import OnBaseShim, ensure_built, new_task_network, task_network
 from .shim import MBertShim
 from .span_getters import configure_wordpiece_strided_spans
 from .windows import fit_windows
@@ -54,6 +58,8 @@ def MBertTransformer(
     transformer_config: dict = {},
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
+    base: Optional[str] = None,
+    adapter=None,
 ) -> Model[List[Doc], FullTransformerBatch]:
     """A BERT-family encoder for the ``transformer`` component.
 
@@ -66,6 +72,11 @@ def MBertTransformer(
     transformer_config (dict): Keyword arguments for ``AutoConfig.from_pretrained``.
     mixed_precision (bool): Run the forward pass in mixed precision (GPU).
     grad_scaler_config (dict): Settings for the gradient scaler used with mixed precision.
+    base (Optional[str]): Name of the pipeline's ``mbert_base`` component whose frozen
+        weights this encoder runs on (stored once for every head; ``name`` is then the
+        base's). None: the component loads and fine-tunes its own copy.
+    adapter (Optional[LoRASettings]): With ``base``: the LoRA adapter the listeners train
+        (``spacy-mbert.LoRA.v1``); None keeps the base's outputs fixed.
     """
     if get_spans is None:
         get_spans = configure_wordpiece_strided_spans(window=128, stride=96)
@@ -76,6 +87,8 @@ def MBertTransformer(
         transformer_config=dict(transformer_config),
         mixed_precision=mixed_precision,
         grad_scaler_config=dict(grad_scaler_config),
+        base=base,
+        adapter=adapter,
     )
 
 
@@ -97,12 +110,21 @@ class MBertTransformerModel(Model):
         transformer_config: dict,
         mixed_precision: bool = False,
         grad_scaler_config: dict = {},
+        base: Optional[str] = None,
+        adapter=None,
     ):
-        shim = MBertShim(
-            HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config)),
-            mixed_precision=mixed_precision,
-            grad_scaler_config=dict(grad_scaler_config),
-        )
+        hf_objects = HFObjects(None, None, None, dict(tokenizer_config), dict(transformer_config))
+        settings = dict(mixed_precision=mixed_precision, grad_scaler_config=dict(grad_scaler_config))
+        if base is None:
+            shim = MBertShim(hf_objects, **settings)
+        else:
+            shim = OnBaseShim(
+                hf_objects,
+                base_upstream=base,
+                rebuild=task_network(_auto_model(), base_of=lambda network: network),
+                adapter=adapter,
+                **settings,
+            )
         shim.length_sorted_rows = LENGTH_SORTED_ROWS
         wrapper = Model(
             "hf-pytorch",
@@ -129,6 +151,7 @@ class MBertTransformerModel(Model):
                 "grad_scaler_config": dict(grad_scaler_config),
             },
         )
+        self._base_settings = {"base": base, "adapter": adapter}
 
     @property
     def shim(self) -> MBertShim:
@@ -163,6 +186,7 @@ class MBertTransformerModel(Model):
             transformer_config=dict(self._init_transformer_config or {}),
             mixed_precision=self.attrs["mixed_precision"],
             grad_scaler_config=self.attrs["grad_scaler_config"],
+            **self._base_settings,
         )
         copied.attrs["has_transformer"] = self.attrs["has_transformer"]
         copied.params = copy.deepcopy({name: self.get_param(name) for name in self.param_names if self.has_param(name)})
@@ -173,11 +197,21 @@ class MBertTransformerModel(Model):
         return copied
 
 
+def _auto_model():
+    from transformers import AutoModel
+
+    return AutoModel
+
+
 def init(model: MBertTransformerModel, X=None, Y=None) -> None:
     """Load the encoder once (offline-first); later calls keep the weights."""
     if model.attrs["has_transformer"]:
         return
-    hf_objects = load_pretrained(model.attrs["name"], model._init_tokenizer_config, model._init_transformer_config)
+    if isinstance(model.shim, OnBaseShim):
+        build = new_task_network(model.shim.rebuild, dict(model._init_transformer_config or {}))
+        hf_objects = model.shim.new_network(build)
+    else:
+        hf_objects = load_pretrained(model.attrs["name"], model._init_tokenizer_config, model._init_transformer_config)
     # Sets the weights, the tokenizer and the output width (nO).
     model.attrs["set_transformer"](model, hf_objects)
 
@@ -190,6 +224,7 @@ def forward(model: MBertTransformerModel, docs: List[Doc], is_train: bool) -> Tu
     with a warning), and the alignment is computed from character offsets in numpy
     (``alignment.py``) where the tokenizer gives them.
     """
+    ensure_built(model.shim)
     tokenizer = model.tokenizer
     get_spans = model.attrs["get_spans"]
     if hasattr(get_spans, "set_tokenizer"):

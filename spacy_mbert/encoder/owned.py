@@ -29,6 +29,7 @@ from thinc.api import Model, get_torch_default_device
 
 from ..batching import ReadAheadPipe
 from ..errors import UserError
+from .on_base import ensure_built
 from .shim import MBertShim
 from .weights_file import OwnEncoderSerialization
 
@@ -99,6 +100,7 @@ def set_encoder(model: Model, hf_objects: HFObjects) -> None:
 
 def get_shim(model: Model) -> MBertShim:
     """The model's shim, after checking that the encoder is there."""
+    ensure_built(model.shims[0])
     if not has_encoder(model):
         raise UserError(
             f"The '{model.name}' model is not initialized: its encoder has no weights yet; call "

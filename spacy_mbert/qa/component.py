@@ -12,7 +12,6 @@ end at the first gold answer, or at [CLS] when the answer is not inside it, and
 the loss is the mean of the start and end cross-entropies over all windows.
 """
 
-import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
@@ -178,16 +177,13 @@ class QuestionAnswerer(OwnedEncoderPipe):
         return get_shim(self.model)._hfmodel.tokenizer
 
     def predict(self, docs: Iterable[Doc]) -> List[Prediction]:
-        """Answer each doc's ``_.question`` (docs without one, or with an empty text, get no answer)."""
+        """Answer each doc's ``_.question``; docs without one (or with an empty text) are passed over.
+
+        Silently: in a multitask pipeline most docs are not questions. Evaluation warns
+        instead, where a missing question means lost data (``scorer.py``).
+        """
         docs = list(docs)
         asked = [i for i, doc in enumerate(docs) if has_text(doc._.question) and doc.text.strip()]
-        if docs and not any(has_text(doc._.question) for doc in docs):
-            # E.g. dev data read with spacy.Corpus.v1, which drops doc._.question: F1 would be 0.
-            warnings.warn(
-                f"'{self.name}': no doc in this batch has doc._.question, so none gets an answer; set "
-                f"doc._.question before running the pipeline (in training, read the data with "
-                f"spacy-mbert.Corpus.v1)."
-            )
         predictions = [Prediction() for _ in docs]
         found = self._predict_pairs([docs[i]._.question for i in asked], [docs[i].text for i in asked])
         for i, prediction in zip(asked, found):

@@ -9,12 +9,14 @@ Input: a :class:`~spacy_mbert.qa.features.PaddedBatch` of windows.
 Output: ``(start_logits, end_logits)``, two ``(n_windows, width)`` float arrays.
 Backprop takes ``(d_start, d_end)`` of the same shapes.
 
-The encoder is owned by the QA component rather than shared through a
-``transformer`` component: question and context must be encoded together, as
-one BERT pair, which the shared per-doc listener cannot do.
+The encoder is either the QA component's own copy (``base = null``: full
+fine-tuning) or the pipeline's shared ``mbert_base`` with a LoRA adapter
+(``base = "mbert_base"``, ``adapter``): question and context are encoded together,
+as one BERT pair, which the shared per-doc ``transformer`` listener cannot do, so
+the head runs the base itself.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from spacy.util import registry
@@ -24,6 +26,7 @@ from thinc.types import Floats2d
 from transformers import AutoModelForQuestionAnswering
 
 from ..encoder.loading import DEFAULT_ENCODER, load_pretrained
+from ..encoder.on_base import OnBaseShim, new_task_network, task_network
 from ..encoder.owned import (
     empty_hf_objects,
     get_shim,
@@ -52,6 +55,8 @@ def QuestionAnswering(
     grad_scaler_config: dict = {},
     tokenizer_config: dict = {"use_fast": True},
     transformer_config: dict = {},
+    base: Optional[str] = None,
+    adapter=None,
 ) -> Model[PaddedBatch, Logits]:
     """Extractive QA model: encoder + start/end logits per wordpiece.
 
@@ -67,14 +72,25 @@ def QuestionAnswering(
         the tokenizer must be a fast one (character offsets).
     transformer_config (dict): Keyword arguments for ``AutoConfig.from_pretrained``
         (e.g. ``{"hidden_dropout_prob": 0.1}``).
+    base (Optional[str]): Name of the pipeline's ``mbert_base`` component to run on (its
+        frozen weights, stored once for every head); ``name`` and ``tokenizer_config`` are
+        then the base's. None: this head loads and fine-tunes its own encoder copy.
+    adapter (Optional[LoRASettings]): With ``base``: the head's LoRA adapter
+        (``spacy-mbert.LoRA.v1``); None trains only the start/end layer.
     """
     check_window_settings(max_seq_length, doc_stride)
-    shim = MBertShim(
-        empty_hf_objects(tokenizer_config, transformer_config),
-        mixed_precision=mixed_precision,
-        grad_scaler_config=dict(grad_scaler_config),
-        model_cls=AutoModelForQuestionAnswering,
-    )
+    settings = dict(mixed_precision=mixed_precision, grad_scaler_config=dict(grad_scaler_config))
+    hf_objects = empty_hf_objects(tokenizer_config, transformer_config)
+    if base is None:
+        shim = MBertShim(hf_objects, model_cls=AutoModelForQuestionAnswering, **settings)
+    else:
+        shim = OnBaseShim(
+            hf_objects,
+            base_upstream=base,
+            rebuild=task_network(AutoModelForQuestionAnswering, base_of=lambda network: network.base_model),
+            adapter=adapter,
+            **settings,
+        )
     return owned_encoder(
         "mbert-qa",
         forward,
@@ -87,11 +103,15 @@ def QuestionAnswering(
 
 def load(model: Model, Y=None) -> HFObjects:
     """The encoder with a new (or its fine-tuned) start/end head, checked for the QA windows."""
-    hf_objects = model.shims[0]._hfmodel
-    tokenizer_config = dict(hf_objects._init_tokenizer_config)
-    transformer_config = dict(hf_objects._init_transformer_config)
-    name = model.attrs["name"]
-    hf = load_pretrained(name, tokenizer_config, transformer_config, model_cls=AutoModelForQuestionAnswering)
+    shim = model.shims[0]
+    tokenizer_config = dict(shim._hfmodel._init_tokenizer_config)
+    transformer_config = dict(shim._hfmodel._init_transformer_config)
+    if isinstance(shim, OnBaseShim):
+        hf = shim.new_network(new_task_network(shim.rebuild, transformer_config))
+        name = shim.base_upstream
+    else:
+        name = model.attrs["name"]
+        hf = load_pretrained(name, tokenizer_config, transformer_config, model_cls=AutoModelForQuestionAnswering)
     check_encoder(name, hf, model.attrs["max_seq_length"])
     return HFObjects(hf.tokenizer, hf.transformer, hf.vocab_file_contents, tokenizer_config, transformer_config)
 

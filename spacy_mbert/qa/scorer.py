@@ -22,6 +22,7 @@ import re
 import string
 import sys
 import unicodedata
+import warnings
 from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
+from ..extensions import has_text
 from ..task_registry import UNDETERMINED, Metric, clear_placeholder_langs, task_scorer
 
 _SQUAD_PUNCT = frozenset(string.punctuation)
@@ -173,6 +175,8 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
     totals: Dict[str, List[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     exact_sum = f1_sum = 0.0
     n = 0
+    examples = list(examples)
+    warn_if_questions_lost(examples)
     for eg in examples:
         lang = eg.reference._.lang or eg.predicted._.lang
         exact, f1_value = score_question(
@@ -193,6 +197,21 @@ def score_qa(examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         "qa_f1": f1_sum / n if n else None,
         "qa_per_lang": per_lang,
     }
+
+
+def warn_if_questions_lost(examples: List[Example]) -> None:
+    """Warn when gold answers are scored against docs that had no question to answer.
+
+    E.g. dev data read with ``spacy.Corpus.v1``, which drops ``doc._.question``: every
+    answer would count as missed (F1 0) with nothing to say why.
+    """
+    lost = sum(1 for eg in examples if eg.reference._.answers and not has_text(eg.predicted._.question))
+    if lost:
+        warnings.warn(
+            f"'mbert_qa' scoring: {lost} of {len(examples)} examples have gold answers but no doc._.question "
+            f"on the predicted doc, so they count as unanswered; read the data with spacy-mbert.Corpus.v1 "
+            f"(or set doc._.question) before evaluating."
+        )
 
 
 @registry.scorers("spacy-mbert.qa_scorer.v1")

@@ -45,11 +45,12 @@ from spacy_transformers.data_classes import HFObjects
 from thinc.api import ArgsKwargs, Model
 
 from ..encoder.loading import DEFAULT_ENCODER
+from ..encoder.on_base import OnBaseShim
 from ..encoder.owned import empty_hf_objects, get_shim, owned_encoder
 from ..errors import UserError
 from .batch import IGNORE_INDEX, Seq2SeqBatch
-from .build import build_bert2bert
-from .shim import Bert2BertShim
+from .build import build_bert2bert, build_bert2bert_on_base, rebuild_bert2bert_on_base
+from .shim import Bert2BertOnBaseShim, Bert2BertShim
 
 
 @registry.architectures("spacy-mbert.Bert2Bert.v1")
@@ -64,6 +65,8 @@ def Bert2Bert(
     mixed_precision: bool = False,
     grad_scaler_config: dict = {},
     freeze_embeddings: bool = False,
+    base: Optional[str] = None,
+    adapter=None,
 ) -> Model[Seq2SeqBatch, float]:
     """A BERT2BERT (or BERTShare) encoder-decoder warm-started from one checkpoint.
 
@@ -92,12 +95,36 @@ def Bert2Bert(
         250k-piece vocabulary that matrix holds most of the parameters, so this cuts
         the optimizer's work per step by more than half, and it keeps the pieces of
         languages absent from the training data where pretraining put them.
+    base (Optional[str]): Name of the pipeline's ``mbert_base`` component to run on: the
+        encoder and the decoder's self-attention, feed-forward and position embeddings are
+        its frozen weights (BERTShare on the base, stored once for every head); the
+        cross-attention, the decoder's word embeddings and output layer are this head's
+        own and trained fully. BERTShare is implied (``share_weights`` is not read);
+        needs ``restrict_vocab`` and ``init_from_pretrained``. None: the head owns and
+        fine-tunes its own copy.
+    adapter (Optional[LoRASettings]): With ``base``: the LoRA adapter on the encoder's and
+        the decoder's shared layers (``spacy-mbert.LoRA.v1``).
     """
-    shim = Bert2BertShim(
-        empty_hf_objects(tokenizer_config, transformer_config),
-        mixed_precision=mixed_precision,
-        grad_scaler_config=dict(grad_scaler_config),
-    )
+    settings = dict(mixed_precision=mixed_precision, grad_scaler_config=dict(grad_scaler_config))
+    hf_objects = empty_hf_objects(tokenizer_config, transformer_config)
+    if base is None:
+        shim = Bert2BertShim(hf_objects, **settings)
+    else:
+        if not (restrict_vocab and init_from_pretrained):
+            raise UserError(
+                f"A translator on the shared base '{base}' warm-starts from the base and owns only a restricted "
+                f"output layer: set restrict_vocab = true and init_from_pretrained = true, or base = null for an "
+                f"own encoder copy."
+            )
+        shim = Bert2BertOnBaseShim(
+            hf_objects,
+            base_upstream=base,
+            rebuild=rebuild_bert2bert_on_base,
+            adapter=adapter,
+            # Trained fully; an adapter on them would only add parameters.
+            exclude_modules=r".*crossattention.*",
+            **settings,
+        )
     return owned_encoder(
         "bert2bert",
         forward,
@@ -126,6 +153,12 @@ def load(model: Model, Y: Optional[Sequence[str]] = None) -> HFObjects:
             "restrict_vocab is on but no training example has a target translation "
             "(doc._.translation); convert parallel data with `spacy-mbert convert translation`, "
             "or set restrict_vocab = false."
+        )
+    shim = model.shims[0]
+    if isinstance(shim, OnBaseShim):
+        transformer_config = dict(hf_objects._init_transformer_config or {})
+        return shim.new_network(
+            lambda base: build_bert2bert_on_base(base, transformer_config=transformer_config, targets=targets)
         )
     return build_bert2bert(
         model.attrs["name"],

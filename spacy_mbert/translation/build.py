@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 from spacy_transformers.data_classes import HFObjects
 from thinc.api import get_torch_default_device
 
+from ..encoder.adapters import init_own_layers, share_base
 from ..encoder.loading import load_pretrained, quiet_transformers
 from ..errors import EncoderNotFoundError, UserError, first_line
 from .vocabulary import VOCAB_MAP_KEY, build_vocab_map, restrict_decoder_vocab, set_decoder_special_ids, special_ids
@@ -43,7 +44,7 @@ def build_bert2bert(
     init_from_pretrained (bool): False: same network, random weights.
     RETURNS (HFObjects): tokenizer, the EncoderDecoderModel, vocab file contents.
     """
-    from transformers import AutoModel, EncoderDecoderModel, GenerationConfig
+    from transformers import AutoModel
 
     # Offline-first loading with one-line errors; gives tokenizer, config and encoder.
     loaded = load_pretrained(name, dict(tokenizer_config or {}), dict(transformer_config or {}))
@@ -66,6 +67,15 @@ def build_bert2bert(
         set_decoder_special_ids(decoder.config, special_ids(tokenizer, None))
     if share_weights:
         share_encoder_weights(encoder, decoder)
+    seq2seq = join_encoder_decoder(encoder, decoder, tokenizer, vocab_map, share_weights=share_weights)
+    seq2seq.to(get_torch_default_device())
+    return HFObjects(tokenizer, seq2seq, loaded.vocab_file_contents, {}, {})
+
+
+def join_encoder_decoder(encoder, decoder, tokenizer, vocab_map, *, share_weights: bool):
+    """The ``EncoderDecoderModel`` of the two halves, with the special ids and this package's keys in its config."""
+    from transformers import EncoderDecoderModel, GenerationConfig
+
     with quiet_transformers():
         seq2seq = EncoderDecoderModel(encoder=encoder, decoder=decoder)
     specials = special_ids(tokenizer, vocab_map)
@@ -79,8 +89,50 @@ def build_bert2bert(
     # So that a plain `seq2seq.generate(...)` (e.g. a benchmark baseline) knows the
     # special ids too; a model rebuilt by from_bytes gets them from its config.
     seq2seq.generation_config = GenerationConfig.from_model_config(seq2seq.config)
-    seq2seq.to(get_torch_default_device())
-    return HFObjects(tokenizer, seq2seq, loaded.vocab_file_contents, {}, {})
+    return seq2seq
+
+
+def build_bert2bert_on_base(base, *, transformer_config: Optional[Dict], targets: Sequence[str]):
+    """A new BERTShare network on a shared base (``mbert_base``): for :meth:`OnBaseShim.new_network`.
+
+    The encoder and the decoder's self-attention, feed-forward and position/type
+    embeddings are the base's tensors (frozen); the cross-attention, the decoder's
+    restricted word embeddings (rows of the base's) and its output layer are its own.
+    """
+    from transformers import AutoModel
+    from transformers.modeling_utils import no_init_weights
+
+    config = base.network_config(dict(transformer_config or {}))
+    with no_init_weights():
+        encoder = AutoModel.from_config(config)
+    share_base(encoder, base.network)
+    dec_config = copy.deepcopy(config)
+    dec_config.is_decoder = True
+    dec_config.add_cross_attention = True
+    with no_init_weights(), quiet_transformers():
+        decoder = _causal_lm_from_config(base.identity()["name"], dec_config)
+    share_base(decoder.base_model, base.network)
+    init_own_layers(decoder, base.network)
+    vocab_map = build_vocab_map(base.tokenizer, targets)
+    # A copy with the kept rows of the (base's) word embeddings; its body is made the
+    # base's tensors again, so only the restricted embeddings and new layers are its own.
+    decoder = restrict_decoder_vocab(decoder, vocab_map, special_ids(base.tokenizer, vocab_map))
+    share_base(decoder.base_model, base.network)
+    decoder.tie_weights()
+    return join_encoder_decoder(encoder, decoder, base.tokenizer, vocab_map, share_weights=True)
+
+
+def rebuild_bert2bert_on_base(config, base_network):
+    """The saved network on the base (``rebuild`` of :class:`OnBaseShim`); own weights are loaded next."""
+    from transformers import EncoderDecoderModel
+    from transformers.modeling_utils import no_init_weights
+
+    with no_init_weights(), quiet_transformers():
+        seq2seq = EncoderDecoderModel(config=config)
+    share_base(seq2seq.encoder, base_network)
+    share_base(seq2seq.decoder.base_model, base_network)
+    seq2seq.decoder.tie_weights()
+    return seq2seq
 
 
 def _load_decoder(name: str, dec_config):

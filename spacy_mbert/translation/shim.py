@@ -12,6 +12,7 @@ import torch
 from spacy_transformers.data_classes import HFObjects
 
 from ..encoder.loading import quiet_transformers
+from ..encoder.on_base import OnBaseShim
 from ..encoder.shim import MBertShim
 from .build import SHARE_KEY, share_encoder_weights
 from .vocabulary import VOCAB_MAP_KEY, restricted_unk, special_ids
@@ -39,29 +40,12 @@ class _Bert2BertBuilder:
             share_encoder_weights(seq2seq.encoder, seq2seq.decoder)
 
 
-class Bert2BertShim(MBertShim):
-    """:class:`MBertShim` over a ``transformers.EncoderDecoderModel``.
+class DecoderIds:
+    """The decoder's id spaces, for a shim over a ``transformers.EncoderDecoderModel`` (``_model``)."""
 
-    The saved format is MBertShim's (config + weights + tokenizer files); the
-    vocabulary map and the sharing flag are part of the saved config
-    (:data:`VOCAB_MAP_KEY`, :data:`SHARE_KEY`), so ``from_bytes`` restores the
-    restricted decoder vocabulary and the weight sharing exactly.
-    """
-
-    def __init__(self, hf_objects: HFObjects, *, mixed_precision: bool = False, grad_scaler_config: dict = {}):
-        from transformers import AutoTokenizer, EncoderDecoderConfig
-
-        super().__init__(
-            hf_objects,
-            mixed_precision=mixed_precision,
-            grad_scaler_config=dict(grad_scaler_config),
-            config_cls=EncoderDecoderConfig,
-            model_cls=_Bert2BertBuilder,
-            tokenizer_cls=AutoTokenizer,
-        )
-        # Derived from the vocabulary map; rebuilt when the wrapped model changes.
-        self._cache_key: Optional[object] = None
-        self._cache: Dict[str, object] = {}
+    # Derived from the vocabulary map; rebuilt when the wrapped model changes.
+    _cache_key: Optional[object] = None
+    _cache: Dict[str, object] = {}
 
     @property
     def seq2seq(self):
@@ -103,3 +87,29 @@ class Bert2BertShim(MBertShim):
         """Map decoder ids back to full-vocabulary ids."""
         map_tensor = self._derived().get("map")
         return ids if map_tensor is None else map_tensor.to(ids.device)[ids]
+
+
+class Bert2BertShim(DecoderIds, MBertShim):
+    """:class:`MBertShim` over a ``transformers.EncoderDecoderModel`` (its own encoder copy).
+
+    The saved format is MBertShim's (config + weights + tokenizer files); the
+    vocabulary map and the sharing flag are part of the saved config
+    (:data:`VOCAB_MAP_KEY`, :data:`SHARE_KEY`), so ``from_bytes`` restores the
+    restricted decoder vocabulary and the weight sharing exactly.
+    """
+
+    def __init__(self, hf_objects: HFObjects, *, mixed_precision: bool = False, grad_scaler_config: dict = {}):
+        from transformers import AutoTokenizer, EncoderDecoderConfig
+
+        super().__init__(
+            hf_objects,
+            mixed_precision=mixed_precision,
+            grad_scaler_config=dict(grad_scaler_config),
+            config_cls=EncoderDecoderConfig,
+            model_cls=_Bert2BertBuilder,
+            tokenizer_cls=AutoTokenizer,
+        )
+
+
+class Bert2BertOnBaseShim(DecoderIds, OnBaseShim):
+    """The encoder-decoder on a shared base (``on_base.py``): only its adapter and own layers are saved."""

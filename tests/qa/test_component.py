@@ -6,6 +6,7 @@ import random
 import re
 import shutil
 import sys
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from spacy.util import fix_random_seed, minibatch
 from spacy_mbert.convert import convert
 from spacy_mbert.errors import EncoderNotFoundError, UserError
 from spacy_mbert.qa import QuestionAnswerer
+from spacy_mbert.qa.convert import ANSWER_LABEL
 from spacy_mbert.qa.model import get_tokenizer, get_transformer
 
 from ..conftest import CORPUS, blank_xx, run_python
@@ -201,8 +203,17 @@ def test_docs_without_question_or_text_get_no_answers(trained):
     docs[2]._.question = "   "
     for doc in nlp.pipe(docs):
         assert doc._.answers == [] and list(doc.spans["answers"]) == []
-    with pytest.warns(UserWarning, match="no doc in this batch has doc._.question"):
+    # Silent at inference: in a multitask pipeline most docs are not questions.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert nlp("code Paris here.")._.answers == []
+
+
+def test_evaluation_warns_when_questions_were_lost(trained):
+    nlp, held_out = trained
+    lost = [Example(nlp.make_doc(eg.reference.text), eg.reference) for eg in held_out[:3]]
+    with pytest.warns(UserWarning, match="3 of 3 examples have gold answers but no doc._.question"):
+        assert nlp.evaluate(lost)["qa_f1"] == 0.0
 
 
 def test_multilingual_answers_map_to_exact_offsets(trained):
@@ -437,3 +448,13 @@ def test_pipe_reads_ahead_and_keeps_order(trained, sort_buffer):
         qa.sort_buffer = saved
     assert [(doc.text, doc._.question) for doc in found] == pairs
     assert [[(a["start_char"], a["end_char"]) for a in doc._.answers] for doc in found] == alone
+
+
+def test_displacy_shows_the_answers_in_context(trained):
+    """The README's example: ``displacy`` renders ``doc.spans["answers"]`` (style "span")."""
+    from spacy import displacy
+
+    nlp, held_out = trained
+    doc = next(doc for doc in nlp.pipe(fresh_docs(nlp, held_out[: HELD_OUT[0]])) if len(doc.spans["answers"]))
+    html = displacy.render(doc, style="span", options={"spans_key": "answers"}, jupyter=False)
+    assert doc.spans["answers"][0].text in html and ANSWER_LABEL in html

@@ -135,7 +135,6 @@ def qa_always_answers(qa_nlp):
     qa.cfg.update(before)
 
 
-@pytest.mark.filterwarnings("ignore:'mbert_qa'. no doc in this batch has doc._.question")
 @settings(max_examples=EXAMPLES["qa_pipeline"], **SETTINGS)
 @given(context=TEXT, question=st.one_of(st.just(QUESTION), ANY_TEXT, MIXED_TEXT))
 def test_qa_answers_are_exact_slices_of_the_context(qa_always_answers, context, question):
