@@ -205,7 +205,11 @@ def warn_if_questions_lost(examples: List[Example]) -> None:
     E.g. dev data read with ``spacy.Corpus.v1``, which drops ``doc._.question``: every
     answer would count as missed (F1 0) with nothing to say why.
     """
-    lost = sum(1 for eg in examples if eg.reference._.answers and not has_text(eg.predicted._.question))
+    lost = sum(
+        1
+        for eg in examples
+        if eg.reference._.answers and not eg.predicted._.answers and not has_text(eg.predicted._.question)
+    )
     if lost:
         warnings.warn(
             f"'mbert_qa' scoring: {lost} of {len(examples)} examples have gold answers but no doc._.question "
