@@ -240,3 +240,30 @@ def test_only_the_adapter_and_own_layers_train(heads):
     assert any(".crossattention." in name and "lora_" not in name for name in names)
     assert not any(".crossattention." in name and "lora_" in name for name in names)
     assert any("word_embeddings" in name for name in names)
+
+
+def _one_step_changes(encoder_dir, learn_rate_scale):
+    """How far one update moves a LoRA weight and a weight of the head's own layer."""
+    fix_random_seed(0)
+    nlp = blank_xx()
+    nlp.add_pipe("mbert_base", config={"model": {"name": str(encoder_dir)}})
+    adapter = {**LORA, "learn_rate_scale": learn_rate_scale}
+    model = {"name": str(encoder_dir), "max_seq_length": 64, "doc_stride": 16, "base": "mbert_base"}
+    nlp.add_pipe("mbert_qa", config={"model": {**model, "adapter": adapter, "transformer_config": NO_DROPOUT}})
+    examples = toy_examples(nlp, 8, 0)
+    optimizer = nlp.initialize(lambda: examples)
+    network = nlp.get_pipe("mbert_qa").model.shims[0]._model
+    before = {name: p.detach().clone() for name, p in network.named_parameters() if p.requires_grad}
+    nlp.update(examples, sgd=optimizer)
+    after = dict(network.named_parameters())
+    change = {name: (after[name].detach() - value).abs().max().item() for name, value in before.items()}
+    lora = next(name for name in change if "lora_B" in name)
+    return change[lora], change["qa_outputs.weight"]
+
+
+def test_adapter_weights_step_at_their_learn_rate_scale(tiny_wordpiece_dir):
+    lora_1, own_1 = _one_step_changes(tiny_wordpiece_dir, 1.0)
+    lora_10, own_10 = _one_step_changes(tiny_wordpiece_dir, 10.0)
+    # Adam's first step is about lr * sign(gradient): ten times as far for the adapter, the same for the head.
+    assert lora_10 == pytest.approx(10 * lora_1, rel=0.05)
+    assert own_10 == pytest.approx(own_1, rel=1e-4)
