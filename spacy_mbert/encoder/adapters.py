@@ -66,7 +66,9 @@ def LoRA(
         raise UserError('LoRA target_modules is empty; set e.g. target_modules = ["query","value"].')
     if learn_rate_scale <= 0:
         raise UserError(f"LoRA learn_rate_scale must be positive (got {learn_rate_scale}); set e.g. 10.")
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none")
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none"
+    )
     return LoRASettings(config, float(learn_rate_scale))
 
 
