@@ -3,7 +3,8 @@
 ``mbert_qa`` and ``mbert_translator`` do not listen to a shared ``transformer``
 component: QA encodes question and context together as one BERT pair, and the
 translator needs the encoder-decoder as one network. Each wraps its Hugging Face
-model in an :class:`~.shim.MBertShim` inside a thinc ``Model``. What they have in
+model in an :class:`~.shim.MBertShim` (its own encoder copy) or an
+:class:`~.on_base.OnBaseShim` (a network on the shared ``mbert_base``) inside a thinc ``Model``. What they have in
 common lives here, so that it is written (and fixed) once:
 
 - :func:`owned_encoder` builds the thinc model with an empty shim (``spacy.load``

@@ -81,7 +81,7 @@ def make_qa(
     sort_buffer: int,
     scorer: Optional[Callable],
 ) -> "QuestionAnswerer":
-    """Construct an extractive question answering component (it owns its encoder).
+    """Construct an extractive question answering component (it runs its encoder itself: own copy or shared base).
 
     model (Model): A ``spacy-mbert.QuestionAnswering.v1`` model (encoder, window size and stride).
     max_answer_length (int): Longest answer, in wordpieces.

@@ -6,8 +6,9 @@ is the source and whose ``doc._.translation`` is the reference, as written by
 ``spacy-mbert convert translation``; train with ``spacy train
 configs/translation.cfg``.
 
-The component owns its encoder (it does not listen to a ``transformer``
-component): generation needs the encoder-decoder as one network.
+The component runs its encoder itself (it does not listen to a ``transformer``
+component): generation needs the encoder-decoder as one network. The encoder is its
+own copy, or the pipeline's shared ``mbert_base`` (the model's ``base``).
 """
 
 from typing import Callable, Dict, Iterable, List, Optional
