@@ -336,7 +336,10 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
     from spacy_mbert.qa.model import get_tokenizer, get_transformer
 
     qa = nlp.get_pipe("mbert_qa")
-    model, tokenizer = get_transformer(qa.model), get_tokenizer(qa.model)
+    # eval(): a network rebuilt by spacy.load is in train mode (thinc's convention; mbert_qa
+    # switches to eval for each prediction). The HF pipeline and the floor would run it with
+    # dropout on: slower, and not the same answers.
+    model, tokenizer = get_transformer(qa.model).eval(), get_tokenizer(qa.model)
     hf = pipeline("question-answering", model=model, tokenizer=tokenizer, device=device)
 
     def ours():

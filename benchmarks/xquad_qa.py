@@ -355,7 +355,10 @@ def time_inference(model_dir: Path, questions: List[dict], *, repeats: int, batc
 
     nlp = spacy.load(model_dir)
     qa = nlp.get_pipe("mbert_qa")
-    hf = pipeline("question-answering", model=get_transformer(qa.model), tokenizer=get_tokenizer(qa.model), device=-1)
+    # eval(): spacy.load leaves the network in train mode (thinc's convention; mbert_qa switches
+    # to eval per prediction); the HF pipeline would otherwise run it with dropout on.
+    network = get_transformer(qa.model).eval()
+    hf = pipeline("question-answering", model=network, tokenizer=get_tokenizer(qa.model), device=-1)
     kwargs = {"max_seq_len": 384, "doc_stride": 128, "max_answer_len": 30, "batch_size": batch_size}
     # Warm up both (first calls allocate).
     list(nlp.pipe(make_docs(nlp, questions[:8]), batch_size=batch_size))
