@@ -16,6 +16,7 @@ runs of the workflow on an untrained tiny encoder, which tests the plumbing, not
 import json
 import os
 import sys
+from pathlib import Path
 
 import spacy
 
@@ -32,8 +33,9 @@ def main(name: str, outputs_only: bool = False) -> list[str]:
         sys.exit("✘ run with HF_HUB_OFFLINE=1: the package must not need the Hub")
     nlp = spacy.load(name)
     print(f"Loaded {name} from {nlp.path}: pipeline {nlp.pipe_names}")
-    weights = sorted(nlp.path.rglob("*.weights*.pt"))
-    listed = ", ".join(f"{p.relative_to(nlp.path)} ({p.stat().st_size / 1e6:.0f} MB)" for p in weights)
+    root = Path(nlp.path) if nlp.path else None
+    weights = sorted(root.rglob("*.weights*.pt")) if root is not None and root.is_dir() else []
+    listed = ", ".join(f"{p.relative_to(root)} ({p.stat().st_size / 1e6:.0f} MB)" for p in weights)
     print(f"Encoder weights files: {listed or 'none'}")
     failed = []
 
