@@ -13,7 +13,6 @@ What a head saves is :func:`own_state`: every tensor of its network that is not
 one of the base's, i.e. its adapter and its own layers.
 """
 
-import copy
 import hashlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Set
@@ -30,10 +29,29 @@ BaseOf = Callable[[torch.nn.Module], torch.nn.Module]
 
 @dataclass
 class LoRASettings:
-    """What ``spacy-mbert.LoRA.v1`` gives: peft's ``LoraConfig`` and the adapter's learning-rate scale."""
+    """What ``spacy-mbert.LoRA.v1`` gives: the adapter's settings, made a ``peft.LoraConfig`` when used.
 
-    config: object  # peft.LoraConfig
+    peft is imported only then (it takes seconds): a pipeline whose heads fine-tune their
+    own copy (``base = null``) resolves this section of its config without it.
+    """
+
+    rank: int
+    alpha: int
+    dropout: float
+    target_modules: List[str]
     learn_rate_scale: float = 1.0
+
+    def peft_config(self, exclude_modules=None):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.rank,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            exclude_modules=exclude_modules,
+            bias="none",
+        )
 
 
 @registry.misc("spacy-mbert.LoRA.v1")
@@ -45,7 +63,7 @@ def LoRA(
     target_modules: List[str] = ["query", "value"],
     learn_rate_scale: float = 10.0,
 ) -> LoRASettings:
-    """LoRA settings for a head on the shared base (``peft.LoraConfig``).
+    """LoRA settings for a head on the shared base (Hugging Face ``peft``'s ``LoraConfig``).
 
     rank (int): Rank of each low-rank update (``r``); the adapter's size grows with it.
     alpha (int): Scale of the update (``lora_alpha``); the update is multiplied by alpha / rank.
@@ -58,18 +76,13 @@ def LoRA(
         at about 10x the rate of full fine-tuning (e.g. 5e-4 against 5e-5), so with 10 one
         config and schedule serve both ways of training a head.
     """
-    from peft import LoraConfig
-
     if rank < 1:
         raise UserError(f"LoRA rank must be at least 1 (got {rank}); set e.g. rank = 8.")
     if not target_modules:
         raise UserError('LoRA target_modules is empty; set e.g. target_modules = ["query","value"].')
     if learn_rate_scale <= 0:
         raise UserError(f"LoRA learn_rate_scale must be positive (got {learn_rate_scale}); set e.g. 10.")
-    config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules), bias="none"
-    )
-    return LoRASettings(config, float(learn_rate_scale))
+    return LoRASettings(int(rank), int(alpha), float(dropout), list(target_modules), float(learn_rate_scale))
 
 
 def fingerprint(module: torch.nn.Module) -> str:
@@ -127,10 +140,7 @@ def add_adapter(network: torch.nn.Module, base: torch.nn.Module, adapter=None, e
     if adapter is not None:
         from peft import inject_adapter_in_model
 
-        settings = copy.deepcopy(adapter.config)
-        if exclude_modules:
-            settings.exclude_modules = exclude_modules
-        network = inject_adapter_in_model(settings, network)
+        network = inject_adapter_in_model(adapter.peft_config(exclude_modules), network)
     shared = base_pointers(base)
     for parameter in network.parameters():
         # Trainable: the adapter and the head's own layers; never the base's tensors.
