@@ -60,15 +60,34 @@ def BaseEncoder(
     tokenizer_config (dict): Keyword arguments for ``AutoTokenizer.from_pretrained``.
     transformer_config (dict): Keyword arguments for ``AutoConfig.from_pretrained``.
     """
-    from transformers import AutoModel
-
-    shim = MBertShim(empty_hf_objects(tokenizer_config, transformer_config), model_cls=AutoModel)
+    shim = MBertShim(empty_hf_objects(tokenizer_config, transformer_config), model_cls=_WithoutPooler)
     return owned_encoder("mbert-base", _no_forward, shim=shim, encoder=name, load=_load)
+
+
+class _WithoutPooler:
+    """``model_cls`` of the base's shim: ``AutoModel`` without the pooler, as ``_load`` loads it."""
+
+    @staticmethod
+    def from_config(config):
+        from transformers import AutoModel
+
+        try:
+            return AutoModel.from_config(config, add_pooling_layer=False)
+        except TypeError:  # a model class without a pooler setting
+            return AutoModel.from_config(config)
 
 
 def _load(model: Model, Y=None) -> HFObjects:
     hf = model.shims[0]._hfmodel
-    return load_pretrained(model.attrs["name"], dict(hf._init_tokenizer_config), dict(hf._init_transformer_config))
+    # No pooler: it is a head, not the encoder, and checkpoints without pooler weights
+    # (e5-small) would get a random one at every load, so two loads of one checkpoint
+    # would not be the same base (another fingerprint). Heads that have one own it.
+    return load_pretrained(
+        model.attrs["name"],
+        dict(hf._init_tokenizer_config),
+        dict(hf._init_transformer_config),
+        model_kwargs={"add_pooling_layer": False},
+    )
 
 
 def _no_forward(model: Model, X, is_train: bool):

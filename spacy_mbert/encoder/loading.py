@@ -27,6 +27,7 @@ def load_pretrained(
     transformer_config: Dict,
     *,
     model_cls=None,
+    model_kwargs: Optional[Dict] = None,
 ) -> HFObjects:
     """Load tokenizer and weights from a local directory, the local cache, or the Hub.
 
@@ -35,6 +36,8 @@ def load_pretrained(
     transformer_config (Dict): Keyword arguments for ``AutoConfig.from_pretrained``.
     model_cls: The ``transformers`` auto class to build (``AutoModel`` by default;
         e.g. ``AutoModelForQuestionAnswering`` adds a freshly initialised head).
+    model_kwargs (Optional[Dict]): Keyword arguments for the model class's ``__init__``
+        (e.g. ``{"add_pooling_layer": False}``); dropped for classes that do not take them.
 
     Raises EncoderNotFoundError (one line, with the fix) when the weights cannot be had.
     """
@@ -53,7 +56,12 @@ def load_pretrained(
             kwargs = {}  # Not cached yet: allow the download.
             tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_config)
         config = AutoConfig.from_pretrained(source, **transformer_config, return_dict=True, **kwargs)
-        transformer = model_cls.from_pretrained(source, config=config, **kwargs)
+        try:
+            transformer = model_cls.from_pretrained(source, config=config, **kwargs, **(model_kwargs or {}))
+        except TypeError:
+            if not model_kwargs:
+                raise
+            transformer = model_cls.from_pretrained(source, config=config, **kwargs)
     except (OSError, ValueError) as error:
         raise EncoderNotFoundError(_not_found_message(str(name), error)) from None
     transformer.to(get_torch_default_device())
