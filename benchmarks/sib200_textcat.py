@@ -21,11 +21,22 @@ one half only:
   (e) spaCy's head (TextCatReduce + listener) with this package's training settings, tokenizer
       and span getter.
 
+Two systems train a LoRA adapter (Hugging Face ``peft``) on the frozen encoder instead of
+fine-tuning it, with the settings of the shipped config's ``[...model.adapter]`` (rank 8,
+alpha 16, dropout 0, query/key/value/dense; the adapter at 10x the peak learning rate,
+the head at 1x), everything else as their full fine-tuning counterpart:
+
+  (l) (a) on the shared base: ``--paths.base mbert_base``, what the demo trains;
+  (p) (c) with ``peft.get_peft_model`` (``task_type`` SEQ_CLS): the classifier trains fully,
+      and so does the pooler (``modules_to_save``, excluded from the adapter): e5-small has
+      no pooler weights, so a frozen pooler would be a random projection.
+
 Every system runs once per ``--seeds`` seed (mean ± sd reported). The final model of each
 run is scored (no checkpoint selection, dev is not used), and inference is timed over all
 2,448 test sentences.
 
     python benchmarks/sib200_textcat.py --encoder encoders/e5-small --data ../shared/data/sib200 --seeds 0,1,2
+    python benchmarks/sib200_textcat.py --systems a,l,p --seeds 0,1   # LoRA vs full vs HF peft
 """
 
 import json
@@ -147,6 +158,11 @@ cats_macro_f = 1.0
 """
 
 
+# The shipped configs' adapter ([components.*.model.adapter]) and LoRA.v1's learn_rate_scale.
+LORA = {"rank": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]}
+LORA_LR_SCALE = 10.0
+
+
 def load_split(data: Path, lang: str, split: str) -> List[dict]:
     return read_jsonl(data / lang / f"{split}.jsonl")
 
@@ -221,7 +237,7 @@ def spacy_config(system: str, work: Path, *, steps: int, epochs: int, lr: float)
         fill_config(config_path, base, silent=True)  # spaCy's defaults for everything not set
         return config_path, {"training.max_epochs": epochs, "training.optimizer.learn_rate": lr}
     config = Config().from_disk(ROOT / "configs" / "textcat.cfg", interpolate=False)
-    package_training = system in ("a", "e")
+    package_training = system in ("a", "e", "l")
     if system == "e":  # stock head, package training
         config["components"]["textcat"]["model"] = dict(STOCK_HEAD)
     if not package_training:  # (d): package head, spaCy's training defaults
@@ -272,8 +288,10 @@ def run_spacy_system(
     overrides.update(
         {"paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder), "system.seed": seed}
     )
-    if system in ("a", "e"):
+    if system in ("a", "e", "l"):
         overrides["training.batcher.size"] = batch_size
+    if system == "l":
+        overrides["paths.base"] = "mbert_base"
     seconds = train_spacy(config, overrides, work / "out")
     predictions, infer_seconds = predict_spacy(work / "out" / "model-last", test_texts, batch_size=64)
     return {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
@@ -289,6 +307,7 @@ def run_hf_system(
     labels: List[str],
     test_texts: List[str],
     seed: int,
+    lora: bool = False,
 ) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -297,15 +316,12 @@ def run_hf_system(
     random.seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(encoder))
     model = AutoModelForSequenceClassification.from_pretrained(str(encoder), num_labels=len(labels))
+    if lora:
+        model = with_peft_lora(model)
     train = load_split(data, "eng_Latn", "train")
     label_ids = {label: i for i, label in enumerate(labels)}
     steps = epochs * math.ceil(len(train) / batch_size)
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": 0.01},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=lr)
+    optimizer = torch.optim.AdamW(parameter_groups(model, lr), lr=lr)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, steps // 10), steps)
     with stopwatch() as clock:
         model.train()
@@ -325,6 +341,41 @@ def run_hf_system(
                 optimizer.zero_grad()
     predictions, infer_seconds = predict_hf(model, tokenizer, test_texts, labels)
     return {"train_seconds": clock["seconds"], "predictions": predictions, "infer_seconds": infer_seconds}
+
+
+def with_peft_lora(model):
+    """``model`` with a peft LoRA adapter of the shipped configs' settings; classifier and pooler train fully."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=LORA["rank"],
+        lora_alpha=LORA["alpha"],
+        lora_dropout=LORA["dropout"],
+        target_modules=LORA["target_modules"],
+        exclude_modules=["pooler.dense"],
+        modules_to_save=["classifier", "pooler"],
+        bias="none",
+    )
+    return get_peft_model(model, config)
+
+
+def parameter_groups(model, lr: float) -> List[dict]:
+    """AdamW groups as Hugging Face's Trainer makes them (no decay on biases and LayerNorm);
+    LoRA weights at LoRA.v1's ``learn_rate_scale`` times ``lr``, as in (l)."""
+    no_decay = ("bias", "LayerNorm.weight")
+    groups = []
+    for is_lora in (False, True):
+        for decay in (True, False):
+            params = [
+                p
+                for n, p in model.named_parameters()
+                if p.requires_grad and (".lora_" in n) == is_lora and (not n.endswith(no_decay)) == decay
+            ]
+            if params:
+                rate = lr * LORA_LR_SCALE if is_lora else lr
+                groups.append({"params": params, "weight_decay": 0.01 if decay else 0.0, "lr": rate})
+    return groups
 
 
 def predict_hf(model, tokenizer, texts: List[str], labels: List[str], batch_size: int = 64) -> Tuple[List[str], float]:
@@ -352,6 +403,8 @@ SYSTEM_NAMES = {
     "c": "(c) HF AutoModelForSequenceClassification",
     "d": "(d) ablation: ClsPoolTextCat, spaCy's training defaults",
     "e": "(e) ablation: TextCatReduce + listener, package training",
+    "l": "(l) spacy-mbert on the shared base: (a) with a LoRA adapter",
+    "p": "(p) HF AutoModelForSequenceClassification with a peft LoRA adapter",
 }
 
 
@@ -380,7 +433,7 @@ def main(
     ),
     systems: str = typer.Option(
         "a,b,c",
-        help="Comma-separated systems to run: a, b, c, and the ablations d (this head, spaCy's training defaults), e (spaCy's head, this package's training).",
+        help="Comma-separated systems to run: a, b, c, the ablations d (this head, spaCy's training defaults), e (spaCy's head, this package's training), and the LoRA systems l (a on the shared base) and p (c with peft).",
     ),
     seeds: str = typer.Option("0", help="Comma-separated seeds; every system runs once per seed (mean ± sd reported)."),
     epochs: int = typer.Option(6, help="Training epochs for every system."),
@@ -416,8 +469,8 @@ def main(
                 epochs=epochs, lr=lr, batch_size=batch_size, labels=labels, test_texts=test_texts, seed=seed
             )
             with tempfile.TemporaryDirectory() as tmp:
-                if system == "c":
-                    run = run_hf_system(encoder, data, **settings)
+                if system in ("c", "p"):
+                    run = run_hf_system(encoder, data, **settings, lora=system == "p")
                 else:
                     run = run_spacy_system(system, encoder, data, Path(tmp), **settings)
             results.setdefault(system, {})[str(seed)] = score_run(run, gold, words, chars)

@@ -19,7 +19,10 @@ Two systems with identical settings, trained side by side in their own processes
 the same thread count:
 
   (w) warm-started: encoder and decoder from the checkpoint (Rothe et al.'s BERT2BERT);
-  (r) Rnd2Rnd: the same network from random weights (``init_from_pretrained = false``).
+  (r) Rnd2Rnd: the same network from random weights (``init_from_pretrained = false``);
+  (l) (w) on the shared base, the demo's default: encoder and decoder run on the frozen
+      checkpoint with LoRA adapters (the decoder's cross-attention and output layer train
+      fully), the adapters at LoRA.v1's 10x learning rate.
 
 Both freeze the encoder's word-embedding matrix (``freeze_embeddings``) and restrict
 the decoder's output to the English pieces of the training targets, which is what makes
@@ -31,6 +34,7 @@ batches in input order.
 
     python benchmarks/tatoeba_translation.py --encoder encoders/e5-small --data ../shared/data/tatoeba
     python benchmarks/tatoeba_translation.py --check-split --split-out /tmp/tatoeba-split
+    python benchmarks/tatoeba_translation.py --systems w,l --epochs 1 --train-pairs 400 --name tatoeba_lora
 """
 
 import json
@@ -73,7 +77,11 @@ ISO1 = {
     "vie": "vi",
 }
 N_TRAIN, N_TEST = 800, 200
-SYSTEM_NAMES = {"w": "(w) BERT2BERT warm-started", "r": "(r) Rnd2Rnd (random init)"}
+SYSTEM_NAMES = {
+    "w": "(w) BERT2BERT warm-started",
+    "r": "(r) Rnd2Rnd (random init)",
+    "l": "(l) (w) with LoRA adapters on the shared base (--paths.base mbert_base)",
+}
 
 
 def read_pairs(data: Path, lang: str) -> List[Tuple[str, str]]:
@@ -172,14 +180,17 @@ def train_system(
     ]
     convert("translation", write_jsonl(train_records, work / "train.jsonl"), work / "train.spacy")
     # spacy train logs one dev score at the end; a few training pairs keep that cheap (no selection).
-    dev_records = [r for i, r in enumerate(train_records) if i % N_TRAIN < 3]
+    dev_records = [
+        {"source": s, "target": t, "lang": ISO1[lang]} for lang, pairs in train_pairs.items() for s, t in pairs[:3]
+    ]
     convert("translation", write_jsonl(dev_records, work / "dev.jsonl"), work / "dev.spacy")
     steps = epochs * math.ceil(len(train_records) / batch_size)
     overrides = {
         "paths.train": str(work / "train.spacy"),
         "paths.dev": str(work / "dev.spacy"),
         "paths.encoder": str(encoder),
-        "components.mbert_translator.model.init_from_pretrained": system == "w",
+        "paths.base": "mbert_base" if system == "l" else None,
+        "components.mbert_translator.model.init_from_pretrained": system != "r",
         "components.mbert_translator.model.freeze_embeddings": freeze,
         "components.mbert_translator.num_beams": num_beams,
         "training.max_steps": steps,
@@ -302,11 +313,18 @@ def main(
     split_out: Path = typer.Option(
         None, help="With --check-split: write the pairs used to DIR/train.tsv and DIR/test.tsv."
     ),
+    train_pairs_per_lang: int = typer.Option(
+        N_TRAIN,
+        "--train-pairs",
+        help=f"Training pairs per language: the first N of the clean split's {N_TRAIN} (a shorter run).",
+    ),
+    name: str = typer.Option("tatoeba_translation", help="Results file stem under benchmarks/results/."),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
 ):
     require_dir(data, "Tatoeba")
     langs = [lang for lang in TRAINED + UNSEEN if (data / f"{lang}-eng.tsv").exists()]
     train_pairs, tests = clean_split({lang: read_pairs(data, lang) for lang in langs})
+    train_pairs = {lang: pairs[:train_pairs_per_lang] for lang, pairs in train_pairs.items()}
     overlap = split_overlap(train_pairs, tests)
     if check_split:
         if split_out is not None:
@@ -355,6 +373,8 @@ def main(
                 str(threads),
                 "--work",
                 str(work),
+                "--train-pairs",
+                str(train_pairs_per_lang),
                 "--freeze-embeddings" if freeze_embeddings else "--no-freeze-embeddings",
             ]
         )
@@ -370,16 +390,41 @@ def main(
         if (work / f"{s}.json").exists()
     }
     speed = None
-    if "w" in results:
+    if "w" in results and speed_sentences > 0:
         sample = [source for lang in langs for source, _ in tests[lang][:speed_sentences]]
         print(f"=== generation timing: {len(sample)} sentences ===", flush=True)
         speed = time_generation(Path(results["w"]["model"]), sample, repeats=repeats, batch_size=16)
         print(json.dumps(speed, indent=1), flush=True)
-    write_report(results, speed, tests, langs=langs, encoder=encoder, data=data, threads=threads, **settings)
+    write_report(
+        name,
+        results,
+        speed,
+        tests,
+        langs=langs,
+        encoder=encoder,
+        data=data,
+        threads=threads,
+        train_pairs=train_pairs_per_lang,
+        **settings,
+    )
 
 
 def write_report(
-    results, speed, tests, *, langs, encoder, data, threads, epochs, lr, batch_size, num_beams, freeze
+    name,
+    results,
+    speed,
+    tests,
+    *,
+    langs,
+    encoder,
+    data,
+    threads,
+    train_pairs,
+    epochs,
+    lr,
+    batch_size,
+    num_beams,
+    freeze,
 ) -> None:
     info = machine_info(threads)
     trained = [lang for lang in langs if lang in TRAINED]
@@ -410,10 +455,12 @@ def write_report(
         f"python benchmarks/tatoeba_translation.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
         f"--batch-size {batch_size} --num-beams {num_beams} --threads {threads} "
         f"{'--freeze-embeddings' if freeze else '--no-freeze-embeddings'} --systems {','.join(sorted(results))}"
+        + (f" --train-pairs {train_pairs}" if train_pairs != N_TRAIN else "")
+        + (f" --name {name}" if name != "tatoeba_translation" else "")
     )
     any_result = next(iter(results.values()))
     lines = [
-        f"# Tatoeba: many-to-English, trained on {', '.join(TRAINED)} ({N_TRAIN} pairs each), tested on {N_TEST} pairs of {len(langs)} languages, split by English sentence (no test reference or source in training)",
+        f"# Tatoeba: many-to-English, trained on {', '.join(TRAINED)} ({train_pairs} pairs each), tested on {N_TEST} pairs of {len(langs)} languages, split by English sentence (no test reference or source in training)",
         "",
         f"Command: `{command}`",
         "",
@@ -456,9 +503,7 @@ def write_report(
         if "w" in results
         else {}
     )
-    write_results(
-        "tatoeba_translation", lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples}
-    )
+    write_results(name, lines, info, {"command": command, "results": slim, "speed": speed, "examples": examples})
 
 
 if __name__ == "__main__":

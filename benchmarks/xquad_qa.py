@@ -11,8 +11,12 @@ stride 128), n-best 20 and longest answer 30:
       plain PyTorch loop (AdamW), dynamic padding.
 
 (a) is also scored with ``align_to_words = false`` (answers not grown to whole words), the
-post-processing rule of run_qa, so that one row is like for like with (b). A step of (a) is
-``--batch-size`` questions, a step of (b) ``--batch-size`` windows (run_qa's unit); the table
+post-processing rule of run_qa, so that one row is like for like with (b).
+
+  (l) (a) with a LoRA adapter on the shared base (``--paths.base mbert_base``, the
+      demo's default): the same settings, the adapter at LoRA.v1's 10x learning rate.
+
+A step of (a) is ``--batch-size`` questions, a step of (b) ``--batch-size`` windows (run_qa's unit); the table
 gives both step counts. Both systems score with the same function (SQuAD v1.1 EM/F1, max over the gold answers,
 MLQA normalization per language, character tokens for zh and th). The final model of each
 run is scored (no checkpoint selection). Each system trains in its own process with the
@@ -22,6 +26,7 @@ Hugging Face ``question-answering`` pipeline loaded with (a)'s own trained weigh
 run the identical network.
 
     python benchmarks/xquad_qa.py --encoder encoders/e5-small --data ../shared/data/xquad
+    python benchmarks/xquad_qa.py --systems a,l --epochs 1 --name xquad_qa_lora   # LoRA vs full
 """
 
 import json
@@ -53,6 +58,8 @@ SYSTEM_NAMES = {
     "a": "(a) spacy-mbert mbert_qa (spacy train), answers grown to whole words (shipped default)",
     "a-unaligned": "(a) the same model, align_to_words = false (run_qa's post-processing rule)",
     "b": "(b) HF AutoModelForQuestionAnswering, run_qa",
+    "l": "(l) mbert_qa with a LoRA adapter on the shared base (--paths.base mbert_base)",
+    "l-unaligned": "(l) the same model, align_to_words = false",
 }
 
 
@@ -92,7 +99,16 @@ def score(predictions: Dict[str, str], tests: Dict[str, List[dict]]) -> Dict[str
 
 
 def run_spacy(
-    encoder: Path, data: Path, work: Path, *, epochs: int, lr: float, batch_size: int, micro_batch: int, tests
+    encoder: Path,
+    data: Path,
+    work: Path,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    micro_batch: int,
+    tests,
+    base=None,
 ) -> dict:
     import spacy
     from spacy.cli.train import train
@@ -110,6 +126,7 @@ def run_spacy(
         "paths.train": str(work / "train.spacy"),
         "paths.dev": str(work / "dev.spacy"),
         "paths.encoder": str(encoder),
+        "paths.base": base,  # "mbert_base": a LoRA adapter on the shared base; None: full fine-tuning
         "components.mbert_qa.allow_no_answer": False,  # XQuAD is SQuAD v1.1: every question has an answer
         # Windows per forward pass in training (the update is still over the whole batch) and prediction.
         "components.mbert_qa.max_batch_windows": micro_batch,
@@ -399,7 +416,9 @@ def main(
         help="Encoder checkpoint directory (spacy-mbert init-encoder e5-small encoders/e5-small).",
     ),
     data: Path = typer.Option(DEFAULT_SHARED_DATA / "xquad", help="XQuAD folder (xquad.LANG.json)."),
-    systems: str = typer.Option("a,b", help="Systems to train: a (spacy-mbert), b (Hugging Face run_qa)."),
+    systems: str = typer.Option(
+        "a,b", help="Systems to train: a (spacy-mbert), b (Hugging Face run_qa), l (a with a LoRA adapter)."
+    ),
     epochs: int = typer.Option(2, help="Training epochs for both systems (run_qa's SQuAD default)."),
     lr: float = typer.Option(5e-5, help="Peak learning rate for both systems."),
     batch_size: int = typer.Option(16, help="Questions per step for (a), windows per step for (b)."),
@@ -413,6 +432,7 @@ def main(
     repeats: int = typer.Option(3, help="Timing repeats (median reported)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "xquad", help="Where models and per-system results go."),
     note: str = typer.Option("", help="A remark to print under the table (e.g. how the run was split)."),
+    name: str = typer.Option("xquad_qa", help="Results file stem under benchmarks/results/."),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
 ):
     require_dir(data, "XQuAD")
@@ -470,6 +490,7 @@ def main(
         speed = time_inference(Path(results["a"]["model"]), sample, repeats=repeats, batch_size=batch_size)
         print(json.dumps(speed, indent=1), flush=True)
     write_report(
+        name,
         results,
         speed,
         tests=tests,
@@ -486,9 +507,17 @@ def main(
 
 def run_one(system: str, encoder: Path, data: Path, work: Path, *, epochs, lr, batch_size, micro_batch, tests) -> None:
     print(f"=== {SYSTEM_NAMES[system]} ===", flush=True)
-    if system == "a":
+    if system in ("a", "l"):
         run = run_spacy(
-            encoder, data, work / "a", epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests
+            encoder,
+            data,
+            work / system,
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            micro_batch=micro_batch,
+            tests=tests,
+            base="mbert_base" if system == "l" else None,
         )
     else:
         run = run_hf(
@@ -521,7 +550,7 @@ def report_rows(results: dict):
 
 
 def write_report(
-    results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note=""
+    name: str, results: dict, speed, *, tests, encoder, data, epochs, lr, batch_size, micro_batch, threads, note=""
 ) -> None:
     info = machine_info(threads)
     n_test = sum(len(qs) for qs in tests.values())
@@ -548,6 +577,7 @@ def write_report(
     command = (
         f"python benchmarks/xquad_qa.py --encoder {encoder} --data {data} --epochs {epochs} --lr {lr} "
         f"--batch-size {batch_size} --micro-batch {micro_batch} --threads {threads} --systems {','.join(sorted(results))}"
+        + (f" --name {name}" if name != "xquad_qa" else "")
     )
     lines = [
         "# XQuAD: train on English (articles 0-35, 925 questions), zero-shot on articles 36-47 in 12 languages",
@@ -593,7 +623,7 @@ def write_report(
     for result in slim.values():
         if "unaligned" in result:
             result["unaligned"] = {k: v for k, v in result["unaligned"].items() if k != "predictions"}
-    write_results("xquad_qa", lines, info, {"command": command, "results": slim, "speed": speed})
+    write_results(name, lines, info, {"command": command, "results": slim, "speed": speed})
 
 
 if __name__ == "__main__":
