@@ -273,6 +273,7 @@ def run_spacy_system(
     labels: List[str],
     test_texts: List[str],
     seed: int,
+    extra: Optional[Dict[str, object]] = None,
 ) -> dict:
     import spacy
 
@@ -292,6 +293,7 @@ def run_spacy_system(
         overrides["training.batcher.size"] = batch_size
     if system == "l":
         overrides["paths.base"] = "mbert_base"
+    overrides.update(extra or {})
     seconds = train_spacy(config, overrides, work / "out")
     predictions, infer_seconds = predict_spacy(work / "out" / "model-last", test_texts, batch_size=64)
     return {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
@@ -443,6 +445,12 @@ def main(
     ),
     threads: int = typer.Option(2, help="Torch threads for every system."),
     name: str = typer.Option("sib200_textcat", help="Results file stem under benchmarks/results/."),
+    eval_split: str = typer.Option(
+        "test", help="Split to score: test, or dev for choosing settings (dev of all 12 languages, never test)."
+    ),
+    setting: List[str] = typer.Option(
+        [], "--set", help="KEY=VALUE config override for the spaCy systems (a JSON value), e.g. for a dev sweep."
+    ),
     merge: List[Path] = typer.Option(
         [],
         help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes.",
@@ -453,7 +461,8 @@ def main(
     import spacy_mbert  # noqa: F401  (registers the Doc extensions)
 
     labels = json.loads((data / "labels.json").read_text(encoding="utf8"))["labels"]
-    test = {lang: load_split(data, lang, "test") for lang in LANGS}
+    test = {lang: load_split(data, lang, eval_split) for lang in LANGS}
+    extra = {key: json.loads(value) for key, value in (item.split("=", 1) for item in setting)}
     test_texts = [r["text"] for lang in LANGS for r in test[lang]]
     gold = [(lang, r["label"]) for lang in LANGS for r in test[lang]]
     words = sum(len(text.split()) for text in test_texts)
@@ -472,7 +481,7 @@ def main(
                 if system in ("c", "p"):
                     run = run_hf_system(encoder, data, **settings, lora=system == "p")
                 else:
-                    run = run_spacy_system(system, encoder, data, Path(tmp), **settings)
+                    run = run_spacy_system(system, encoder, data, Path(tmp), **settings, extra=extra)
             results.setdefault(system, {})[str(seed)] = score_run(run, gold, words, chars)
             print(json.dumps(results[system][str(seed)], indent=1), flush=True)
     write_report(
