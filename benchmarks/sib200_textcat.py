@@ -23,8 +23,8 @@ one half only:
 
 Two systems train a LoRA adapter (Hugging Face ``peft``) on the frozen encoder instead of
 fine-tuning it, with the settings of the shipped config's ``[...model.adapter]`` (rank 8,
-alpha 16, dropout 0, query/key/value/dense; the adapter at 10x the peak learning rate,
-the head at 1x), everything else as their full fine-tuning counterpart:
+alpha 16, dropout 0, query/key/value/dense; the adapter at its ``learn_rate_scale`` times
+the peak learning rate, the head at 1x), everything else as their full fine-tuning counterpart:
 
   (l) (a) on the shared base: ``--paths.base mbert_base``, what the demo trains;
   (p) (c) with ``peft.get_peft_model`` (``task_type`` SEQ_CLS): the classifier trains fully,
@@ -158,9 +158,21 @@ cats_macro_f = 1.0
 """
 
 
-# The shipped configs' adapter ([components.*.model.adapter]) and LoRA.v1's learn_rate_scale.
-LORA = {"rank": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["query", "key", "value", "dense"]}
-LORA_LR_SCALE = 10.0
+def shipped_adapter() -> dict:
+    """configs/textcat.cfg's adapter settings ([components.transformer.model.adapter]), for (p) to match (l)."""
+    from thinc.api import Config
+
+    adapter = dict(
+        Config().from_disk(ROOT / "configs" / "textcat.cfg", interpolate=False)["components"]["transformer"]["model"][
+            "adapter"
+        ]
+    )
+    adapter.pop("@misc")
+    return adapter
+
+
+LORA = shipped_adapter()
+LORA_LR_SCALE = float(LORA.get("learn_rate_scale", 10.0))  # LoRA.v1's default
 
 
 def load_split(data: Path, lang: str, split: str) -> List[dict]:

@@ -151,6 +151,55 @@ def evaluate_command(
     )
 
 
+class OutputFormat(str, Enum):
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+@app.command("annotate")
+@user_errors_as_messages
+def annotate_command(
+    pipeline: str = typer.Argument(..., help="Installed pipeline package or pipeline directory (on every Ray node)."),
+    input: str = typer.Argument(
+        ..., help='JSONL ({"id", "text"}, optional question, lang), Parquet or .txt: a file, directory or glob.'
+    ),
+    output: Path = typer.Argument(..., help="Output: a .jsonl file, or a .parquet directory of part files."),
+    format: Optional[OutputFormat] = typer.Option(None, "--format", help="Output format; default: OUTPUT's extension."),
+    fields: Optional[str] = typer.Option(
+        None, "--fields", help="Comma-separated: cats, answers, translation; default: all the pipeline produces."
+    ),
+    errors: Optional[Path] = typer.Option(None, "--errors", help="Bad rows' file; default OUTPUT.errors.jsonl."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Ray actors, each loading the pipeline once."),
+    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="CPUs per actor (its torch threads too)."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per actor; > 0 runs on the GPU."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Rows per batch sent to an actor."),
+    disable: Optional[str] = typer.Option(None, "--disable", help="Comma-separated components not to run."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to join (auto, host:port); default: a local Ray for this job."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted job into the same OUTPUT."),
+):
+    """Annotate a corpus with a pipeline on Ray Data; every valid row once, bad rows in an errors file."""
+    from .annotate import annotate
+
+    summary = annotate(
+        pipeline,
+        input,
+        output,
+        format=format.value if format else None,
+        fields=[f.strip() for f in fields.split(",") if f.strip()] if fields else None,
+        errors=errors,
+        workers=workers,
+        cpus_per_worker=cpus_per_worker,
+        gpus_per_worker=gpus_per_worker,
+        batch_size=batch_size,
+        disable=[d.strip() for d in disable.split(",") if d.strip()] if disable else [],
+        address=address,
+        resume=resume,
+    )
+    typer.secho(f"✔ {summary.line()}", fg=typer.colors.GREEN)
+
+
 def _register_pretrain() -> None:
     # Imported here so that `spacy-mbert --help` stays fast: the pretraining
     # module only imports torch when a run starts.
