@@ -16,8 +16,16 @@ M-BERT-base's shape, for size and memory):
 
     python benchmarks/multitask.py --encoder encoders/e5-small --encoder mbert-shape --threads 2
 
-Writes ``benchmarks/results/multitask.{md,json}``. The accuracy comparisons of the
-issue (SIB-200, XQuAD, Tatoeba: LoRA vs full vs HF peft) are not part of this script yet.
+The accuracy comparisons (LoRA vs full fine-tuning, and HF peft on SIB-200) are runs of
+the task benchmarks, whose results JSON this script merges into the same report:
+
+    python benchmarks/sib200_textcat.py --systems l,a,p --seeds 0 --name mt_sib200
+    python benchmarks/xquad_qa.py --systems a,l --epochs 1 --name xquad_qa_lora
+    python benchmarks/tatoeba_translation.py --systems w,l --epochs 1 --train-pairs 400 --name tatoeba_lora
+    python benchmarks/multitask.py ... --sib200 benchmarks/results/mt_sib200.json \
+        --xquad benchmarks/results/xquad_qa_lora.json --tatoeba benchmarks/results/tatoeba_lora.json
+
+Writes ``benchmarks/results/multitask.{md,json,png}``.
 """
 
 import json
@@ -43,6 +51,7 @@ from speed import (
 )
 
 MODES = {"lora": "mbert_base", "full": None}
+TATOEBA_TRAINED = ["deu", "fra", "spa", "ita", "por", "nld", "pol"]
 SOURCES = {"textcat": "textcat.cfg", "qa": "qa.cfg", "translation": "translation.cfg"}
 
 LOAD_SCRIPT = r"""
@@ -68,6 +77,49 @@ doc._.question = question
 nlp(doc)
 print(json.dumps({"load_peak_mb": after_load, "peak_mb": status("VmHWM") - before}))
 """
+
+
+# The reference: one encoder as Hugging Face loads and runs it (tokenizer, weights, one
+# forward over the same context), measured the same way. What a process needs beyond the
+# weights (the tokenizer: ~280 MB for e5-small's 250k-piece vocabulary; the libraries'
+# code paged in by the first forward) is paid by any pipeline, so the ratios read best
+# beside this one.
+HF_SCRIPT = r"""
+import json, sys
+encoder, context = sys.argv[1:3]
+import torch, transformers, spacy, spacy_mbert, spacy_transformers, peft
+from transformers import AutoModel, AutoTokenizer
+def status(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":")) * 1024 / 1e6
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+before = status("VmRSS")
+tokenizer = AutoTokenizer.from_pretrained(encoder)
+model = AutoModel.from_pretrained(encoder, add_pooling_layer=False).eval()
+after_load = status("VmHWM") - before
+with torch.inference_mode():
+    model(**tokenizer(context, truncation=True, max_length=512, return_tensors="pt"))
+print(json.dumps({"load_peak_mb": after_load, "peak_mb": status("VmHWM") - before}))
+"""
+
+
+def measure_hf_reference(encoder: Path, context: str, repeats: int) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    loads = []
+    for _ in range(repeats):
+        run = subprocess.run(
+            [sys.executable, "-c", HF_SCRIPT, str(encoder), context], capture_output=True, text=True, env=env
+        )
+        if run.returncode != 0:
+            sys.exit(f"✘ HF reference measurement failed:\n{run.stderr[-2000:]}")
+        loads.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    weights = weight_bytes(encoder)
+    peak = statistics.median(load["peak_mb"] for load in loads)
+    load_peak = statistics.median(load["load_peak_mb"] for load in loads)
+    return {"load_peak_mb": load_peak, "peak_mb": peak, "peak_to_encoder": peak * 1e6 / weights,
+            "load_only_to_encoder": load_peak * 1e6 / weights}  # fmt: skip
 
 
 def dir_bytes(path: Path) -> int:
@@ -100,7 +152,8 @@ def build_heads(encoder: Path, base, data: Path, out: Path) -> Path:
 def measure_package(encoder: Path, data: Path, work: Path, *, repeats: int) -> Dict[str, dict]:
     weights = weight_bytes(encoder)
     question = xquad_questions(data, 1)[0]
-    results = {}
+    results = {"hf_one_encoder": measure_hf_reference(encoder, question["context"], repeats)}
+    print(json.dumps(results["hf_one_encoder"], indent=1), flush=True)
     for mode, base in MODES.items():
         print(f"=== package: {encoder.name}, {mode} ===", flush=True)
         pipeline = build_heads(encoder, base, data, work / mode)
@@ -120,6 +173,7 @@ def measure_package(encoder: Path, data: Path, work: Path, *, repeats: int) -> D
             "load_peak_mb": statistics.median(load["load_peak_mb"] for load in loads),
             "peak_mb": statistics.median(load["peak_mb"] for load in loads),
             "load_peak_to_encoder": statistics.median(load["peak_mb"] for load in loads) * 1e6 / weights,
+            "load_only_to_encoder": statistics.median(load["load_peak_mb"] for load in loads) * 1e6 / weights,
             "weight_files": sorted(str(p.relative_to(pipeline)) for p in pipeline.rglob("*.pt")),
         }
         print(json.dumps(results[mode], indent=1), flush=True)
@@ -155,6 +209,79 @@ def measure_training(encoder: Path, data: Path, work: Path, *, steps: int, repea
     return alternate({mode: steps_of(mode) for mode in MODES}, repeats)
 
 
+def accuracy_keys(sib200: List[Path], xquad: Path, tatoeba: Path) -> Dict[str, float]:
+    """The accuracy comparisons, from the results JSON of the task benchmarks' LoRA runs (same settings per pair)."""
+    keys: Dict[str, float] = {}
+    runs: Dict[str, List[float]] = {}
+    for path in sib200:
+        for system, seeds in json.loads(path.read_text(encoding="utf8"))["results"].items():
+            runs.setdefault(system, []).extend(100 * run["average"] for run in seeds.values())
+    for system, key in (("l", "sib200_lora_avg"), ("a", "sib200_full_avg"), ("p", "sib200_hf_peft_avg")):
+        if system in runs:
+            keys[key] = statistics.mean(runs[system])
+    if xquad is not None:
+        results = json.loads(xquad.read_text(encoding="utf8"))["results"]
+        for system, key in (("l", "xquad_lora_f1"), ("a", "xquad_full_f1")):
+            if system in results:
+                keys[key] = 100 * statistics.mean(lang["f1"] for lang in results[system]["scores"].values())
+    if tatoeba is not None:
+        results = json.loads(tatoeba.read_text(encoding="utf8"))["results"]
+        for system, key in (("l", "tatoeba_lora_chrf"), ("w", "tatoeba_full_chrf")):
+            if system in results:
+                scores = results[system]["scores"]
+                keys[key] = 100 * statistics.mean(scores[lang]["chrf"] for lang in TATOEBA_TRAINED if lang in scores)
+    return keys
+
+
+def accuracy_lines(keys: Dict[str, float], sources: List[str]) -> List[str]:
+    rows = []
+    for task, lora, full, peft, target in (
+        (
+            "SIB-200 accuracy, 12-language average",
+            "sib200_lora_avg",
+            "sib200_full_avg",
+            "sib200_hf_peft_avg",
+            "within 1.0 of full, ≥ HF peft",
+        ),
+        ("XQuAD F1, 12-language average", "xquad_lora_f1", "xquad_full_f1", None, "within 1.5 of full"),
+        ("Tatoeba chrF, trained languages", "tatoeba_lora_chrf", "tatoeba_full_chrf", None, "within 1.0 of full"),
+    ):
+        if lora in keys and full in keys:
+            cells = [task, f"**{keys[lora]:.1f}**", f"{keys[full]:.1f}", f"{keys[lora] - keys[full]:+.1f}"]
+            cells.append(f"{keys[peft]:.1f}" if peft and peft in keys else "")
+            rows.append(cells + [target])
+    if not rows:
+        return []
+    header = ["task", "LoRA on the shared base", "full fine-tuning", "LoRA - full", "HF peft LoRA", "target"]
+    return ["## Accuracy: LoRA adapters vs full fine-tuning (e5-small)", "", markdown_table(header, rows), "",
+            "From: " + ", ".join(f"`{s}`" for s in sources), ""]  # fmt: skip
+
+
+def write_chart(keys: Dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [("SIB-200 acc", "sib200"), ("XQuAD F1", "xquad"), ("Tatoeba chrF", "tatoeba")]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for offset, (label, suffix) in enumerate(
+        (("full fine-tuning", "full"), ("LoRA on one base", "lora"), ("HF peft LoRA", "hf_peft"))
+    ):
+        values = [
+            keys.get(f"{t}_{suffix}_avg", keys.get(f"{t}_{suffix}_f1", keys.get(f"{t}_{suffix}_chrf")))
+            for _, t in tasks
+        ]
+        xs = [i + (offset - 1) * 0.27 for i in range(len(tasks)) if values[i] is not None]
+        ax.bar(xs, [v for v in values if v is not None], width=0.27, label=label)
+    ax.set_xticks(range(len(tasks)), [label for label, _ in tasks])
+    ax.set_ylabel("score")
+    ax.legend(fontsize=8)
+    ax.set_title("e5-small: LoRA adapters on one base vs full fine-tuning")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(
     encoder: List[str] = typer.Option(
         ["encoders/e5-small", "mbert-shape"], help="Checkpoint directories, or mbert-shape."
@@ -164,12 +291,23 @@ def main(
     repeats: int = typer.Option(3, help="Timing and load repeats (median reported)."),
     train_steps: int = typer.Option(3, help="Training steps per timed run (batches of 32)."),
     work: Path = typer.Option(ROOT / "benchmarks" / "runs" / "multitask", help="Where pipelines are built."),
+    sib200: List[Path] = typer.Option([], help="Results JSON of sib200_textcat.py runs of systems l, a, p (merged)."),
+    xquad: Path = typer.Option(None, help="Results JSON of xquad_qa.py --systems a,l."),
+    tatoeba: Path = typer.Option(None, help="Results JSON of tatoeba_translation.py --systems w,l."),
+    skip_package: bool = typer.Option(False, help="Only merge the accuracy results into the report."),
 ):
     require_dir(data / "sib200", "SIB-200")
     require_dir(data / "xquad", "XQuAD")
     pin_threads(threads)
     import spacy_mbert  # noqa: F401
 
+    accuracy = accuracy_keys(sib200, xquad, tatoeba)
+    sources = [str(p) for p in [*sib200, xquad, tatoeba] if p is not None]
+    if skip_package:
+        previous = json.loads((ROOT / "benchmarks" / "results" / "multitask.json").read_text(encoding="utf8"))
+        write_report(previous["results"], encoder=encoder, threads=threads, repeats=repeats, train_steps=train_steps,
+                     accuracy=accuracy, sources=sources)  # fmt: skip
+        return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in encoder:
@@ -179,14 +317,28 @@ def main(
             if label != "mbert-shape":
                 entry["train_seconds"] = measure_training(path, data, work / label, steps=train_steps, repeats=repeats)
             results[label] = entry
-    write_report(results, encoder=encoder, threads=threads, repeats=repeats, train_steps=train_steps)
+    write_report(
+        results,
+        encoder=encoder,
+        threads=threads,
+        repeats=repeats,
+        train_steps=train_steps,
+        accuracy=accuracy,
+        sources=sources,
+    )
 
 
-def write_report(results: dict, *, encoder, threads, repeats, train_steps) -> None:
+def write_report(results: dict, *, encoder, threads, repeats, train_steps, accuracy=None, sources=()) -> None:
     info = machine_info(threads)
     rows = []
     for label, entry in results.items():
+        reference = entry["package"].get("hf_one_encoder")
+        if reference:
+            rows.append([label, "HF: one encoder + tokenizer, one forward", "", "", "", f"{reference['peak_mb']:.0f}",
+                         f"{reference['peak_to_encoder']:.2f}x", "(reference)"])  # fmt: skip
         for mode, package in entry["package"].items():
+            if mode == "hf_one_encoder":
+                continue
             rows.append(
                 [
                     label,
@@ -220,7 +372,10 @@ def write_report(results: dict, *, encoder, threads, repeats, train_steps) -> No
         "",
         "Pipeline: `configs/multitask.cfg` assembled from textcat, QA and translation heads built with the shipped "
         "configs (`--paths.base mbert_base` for lora, `null` for full). Peak RSS: a fresh process that `spacy.load`s "
-        f"the pipeline and runs each head once, median of {repeats}, over the process after its imports.",
+        f"the pipeline and runs each head once (textcat on a short text, QA and translation on a full XQuAD context), "
+        f"median of {repeats}, over the process after its imports. The HF row is one encoder as Hugging Face loads it "
+        "(tokenizer and weights) with one forward over the same context, measured the same way: the tokenizer (~280 MB "
+        "for e5-small's 250k pieces) and the libraries' code paged in by a first forward are paid by any pipeline.",
         "",
     ]
     summary = {}
@@ -244,10 +399,18 @@ def write_report(results: dict, *, encoder, threads, repeats, train_steps) -> No
             "package_to_encoder": e5["package"]["lora"]["package_to_encoder"],
             "load_peak_to_encoder": e5["package"]["lora"]["load_peak_to_encoder"],
         }
+        if "hf_one_encoder" in e5["package"]:  # measured since the HF reference row was added
+            keys["load_only_to_encoder"] = e5["package"]["lora"]["load_only_to_encoder"]
+            keys["hf_one_encoder_peak_to_encoder"] = e5["package"]["hf_one_encoder"]["peak_to_encoder"]
         if "train_seconds" in e5:
             keys["lora_train_speedup"] = summary["e5-small_lora_train_speedup"]
     lines.append("")
-    write_results("multitask", lines, info, {**keys, "summary": summary, "results": results})
+    accuracy = accuracy or {}
+    lines += accuracy_lines(accuracy, list(sources))
+    if accuracy:
+        write_chart(accuracy, ROOT / "benchmarks" / "results" / "multitask.png")
+        lines += ["![LoRA vs full fine-tuning](multitask.png)", ""]
+    write_results("multitask", lines, info, {**keys, **accuracy, "summary": summary, "results": results})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """What ``annotate`` writes (``annotate/outputs.py``) and the actor's work on a batch (``Annotator``), without Ray."""
 
 import json
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from spacy_mbert.annotate import job
 from spacy_mbert.annotate.inputs import parse_file
 from spacy_mbert.annotate.job import Annotator, pipeline_factories
-from spacy_mbert.annotate.outputs import JsonlWriter, ParquetWriter, fields_of
+from spacy_mbert.annotate.outputs import JsonlWriter, ParquetWriter, Progress, fields_of
 from spacy_mbert.errors import UserError
 
 from ..qa.test_component import QUESTION
@@ -122,3 +125,33 @@ def test_parquet_writer_writes_whole_parts_and_drops_later_ones_on_resume(tmp_pa
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == ["0", "1", "2", "3", "4"]
     assert table.column("answers").to_pylist()[0][0]["text"] == "x"
+
+
+def test_without_ray_the_command_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    with pytest.raises(UserError, match=r'install it with: pip install "spacy-mbert\[ray\]"'):
+        job._ray("auto")
+
+
+def test_output_format_comes_from_the_name_or_format():
+    assert job._output_format(Path("out.jsonl"), None) == "jsonl"
+    assert job._output_format(Path("out.parquet"), None) == "parquet"
+    assert job._output_format(Path("out.data"), "parquet") == "parquet"
+    with pytest.raises(UserError, match="name it .jsonl or .parquet"):
+        job._output_format(Path("out.csv"), None)
+
+
+def test_an_existing_output_is_not_overwritten_and_resume_needs_the_same_job(tmp_path):
+    out = tmp_path / "out.jsonl"
+    files = [tmp_path / "in.txt"]
+    state = job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=False)
+    assert state["position"] is None and state["docs"] == 0
+    out.write_text("")
+    with pytest.raises(UserError, match="exists; pass --resume"):
+        job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=False)
+    with pytest.raises(UserError, match="has no progress file"):
+        job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=True)
+    Progress(out).write(dict(state, position=[0, 3], docs=3))
+    assert job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=True)["docs"] == 3
+    with pytest.raises(UserError, match="the fields differ"):
+        job._start_state(Progress(out), out, tmp_path / "e", files, ["answers"], "jsonl", resume=True)

@@ -58,9 +58,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so an interrupted run leaves no Ray node behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def ray_node(*args) -> subprocess.Popen:
     command = [sys.executable, "-c", RAY_ON_LOOPBACK, "start", "--block", "--disable-usage-stats", *args]
-    return subprocess.Popen(command, env=dict(os.environ, **AUTH), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, **AUTH)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=stop_with_parent
+    )
 
 
 def alive_nodes(address: str) -> int:
@@ -88,9 +98,9 @@ def cluster():
                     "--include-dashboard", "false", *memory)  # fmt: skip
     nodes = [head]
     try:
-        wait_for(lambda: alive_nodes(address) == 1, 180, "the head node")
+        wait_for(lambda: alive_nodes(address) == 1, 300, "the head node")
         nodes.append(ray_node("--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1", *memory))
-        wait_for(lambda: alive_nodes(address) == 2, 180, "the second node")
+        wait_for(lambda: alive_nodes(address) == 2, 300, "the second node")
         yield address
     finally:
         for node in reversed(nodes):  # --block: stopping the command stops that node's processes
@@ -180,7 +190,7 @@ def test_two_workers_on_two_nodes_write_every_row_once_even_when_a_worker_is_kil
     job = annotate(textcat_dir, corpus_dir, out, "--address", cluster, "--workers", 2, "--batch-size", 8)
     try:
         # Rows written by a worker (the two actors get a node each: each node has 1 CPU): kill it mid-run.
-        wait_for(lambda: progress(out).get("docs", 0) > 0 or job.poll() is not None, 300, "the first batch")
+        wait_for(lambda: progress(out).get("docs", 0) > 0 or job.poll() is not None, 600, "the first batch")
         workers = map_workers()
         assert job.poll() is None and workers, "the job ended before a worker could be killed"
         os.kill(workers[0], signal.SIGKILL)
@@ -202,7 +212,7 @@ def test_an_existing_output_is_refused_and_an_interrupted_job_resumes_without_du
     args = (textcat_dir, corpus_dir, out, "--address", cluster, "--workers", 2, "--batch-size", 8)
     job = annotate(*args)
     try:
-        wait_for(lambda: progress(out).get("docs", 0) > 0 or job.poll() is not None, 300, "the first batch")
+        wait_for(lambda: progress(out).get("docs", 0) > 0 or job.poll() is not None, 600, "the first batch")
         assert job.poll() is None
         job.kill()  # the driver dies mid-run
         job.wait()
