@@ -16,16 +16,6 @@ from spacy_mbert.errors import UserError
 
 from ..qa.test_component import QUESTION
 from ..test_shared_base import pipeline_from_config
-from ..test_textcat import _exclusive_examples
-
-
-@pytest.fixture(scope="module")
-def textcat_dir(tiny_wordpiece_dir, tmp_path_factory):
-    nlp = pipeline_from_config("textcat", tiny_wordpiece_dir, base=None)
-    nlp.initialize(lambda: _exclusive_examples(nlp))
-    path = tmp_path_factory.mktemp("annotate") / "textcat"
-    nlp.to_disk(path)
-    return path
 
 
 @pytest.fixture(scope="module")

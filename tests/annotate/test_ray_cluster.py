@@ -17,9 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from ..test_shared_base import pipeline_from_config
-from ..test_textcat import _exclusive_examples
-
 pytest.importorskip("ray")
 
 # Ray turns 127.0.0.1 into the machine's routable address (and then listens on every
@@ -106,15 +103,6 @@ def cluster():
         for node in reversed(nodes):  # --block: stopping the command stops that node's processes
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=60)
-
-
-@pytest.fixture(scope="module")
-def textcat_dir(tiny_wordpiece_dir, tmp_path_factory):
-    nlp = pipeline_from_config("textcat", tiny_wordpiece_dir, base=None)
-    nlp.initialize(lambda: _exclusive_examples(nlp))
-    path = tmp_path_factory.mktemp("annotate-ray") / "textcat"
-    nlp.to_disk(path)
-    return path
 
 
 @pytest.fixture(scope="module")
