@@ -18,7 +18,7 @@ class → consume. Ray runs the pieces; nothing here schedules work.
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -38,7 +38,6 @@ class Summary:
     skipped: int = 0  # rows already written by an earlier run (--resume)
     output: str = ""
     errors_path: str = ""
-    fields: List[str] = field(default_factory=list)
 
     @property
     def docs_per_second(self) -> float:
@@ -164,8 +163,8 @@ def annotate(
     files = input_files(input)
     errors = Path(errors) if errors is not None else Path(str(output) + ".errors.jsonl")
     progress = Progress(output)
-    state = _start_state(progress, output, errors, files, fields, fmt, resume)
-    summary = Summary(output=str(output), errors_path=str(errors), fields=fields)
+    state = _start_state(progress, output, files, fields, fmt, resume)
+    summary = Summary(output=str(output), errors_path=str(errors))
     summary.skipped = state["docs"] + state["errors"]
     if state.get("done"):
         summary.docs, summary.errors = state["docs"], state["errors"]
@@ -196,7 +195,7 @@ def _output_format(output: Path, format: Optional[str]) -> str:
     return fmt
 
 
-def _start_state(progress: Progress, output: Path, errors: Path, files, fields, fmt, resume: bool) -> dict:
+def _start_state(progress: Progress, output: Path, files, fields, fmt, resume: bool) -> dict:
     """A new job's state, or the interrupted one's (``resume``); refuses to write over an output."""
     inputs = [str(p) for p in files]
     saved = progress.read()
@@ -211,7 +210,7 @@ def _start_state(progress: Progress, output: Path, errors: Path, files, fields, 
             raise UserError(
                 f"{output} has no progress file ({progress.path}), so it cannot be resumed; choose another output."
             )
-        return _start_state(progress, output, errors, files, fields, fmt, resume=False)
+        return _start_state(progress, output, files, fields, fmt, resume=False)
     for key, now in (("inputs", inputs), ("fields", fields), ("format", fmt)):
         if saved[key] != now:
             raise UserError(

@@ -134,14 +134,14 @@ def test_output_format_comes_from_the_name_or_format():
 def test_an_existing_output_is_not_overwritten_and_resume_needs_the_same_job(tmp_path):
     out = tmp_path / "out.jsonl"
     files = [tmp_path / "in.txt"]
-    state = job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=False)
+    state = job._start_state(Progress(out), out, files, ["cats"], "jsonl", resume=False)
     assert state["position"] is None and state["docs"] == 0
     out.write_text("")
     with pytest.raises(UserError, match="exists; pass --resume"):
-        job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=False)
+        job._start_state(Progress(out), out, files, ["cats"], "jsonl", resume=False)
     with pytest.raises(UserError, match="has no progress file"):
-        job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=True)
+        job._start_state(Progress(out), out, files, ["cats"], "jsonl", resume=True)
     Progress(out).write(dict(state, position=[0, 3], docs=3))
-    assert job._start_state(Progress(out), out, tmp_path / "e", files, ["cats"], "jsonl", resume=True)["docs"] == 3
+    assert job._start_state(Progress(out), out, files, ["cats"], "jsonl", resume=True)["docs"] == 3
     with pytest.raises(UserError, match="the fields differ"):
-        job._start_state(Progress(out), out, tmp_path / "e", files, ["answers"], "jsonl", resume=True)
+        job._start_state(Progress(out), out, files, ["answers"], "jsonl", resume=True)
