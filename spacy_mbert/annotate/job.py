@@ -38,16 +38,27 @@ class Summary:
     skipped: int = 0  # rows already written by an earlier run (--resume)
     output: str = ""
     errors_path: str = ""
+    # Until the first batch is back: the actors start and load the pipeline (once per job,
+    # however long the corpus), so the rate after it is what a long job runs at.
+    startup_seconds: float = 0.0
+    startup_rows: int = 0
 
     @property
     def docs_per_second(self) -> float:
         return self.docs / self.seconds if self.seconds else 0.0
 
+    @property
+    def docs_per_second_after_startup(self) -> float:
+        seconds = self.seconds - self.startup_seconds
+        return (self.docs + self.errors - self.startup_rows) / seconds if seconds > 0 else 0.0
+
     def line(self) -> str:
         resumed = f" ({self.skipped} done before, resumed)" if self.skipped else ""
         return (
             f"{self.docs} docs annotated, {self.errors} errors{resumed}, {self.docs_per_second:.1f} docs/s "
-            f"({self.seconds:.1f} s) → {self.output}" + (f"; errors in {self.errors_path}" if self.errors else "")
+            f"({self.seconds:.1f} s; after {self.startup_seconds:.1f} s of start-up, "
+            f"{self.docs_per_second_after_startup:.1f} docs/s) → {self.output}"
+            + (f"; errors in {self.errors_path}" if self.errors else "")
         )
 
 
@@ -148,7 +159,8 @@ def annotate(
         that the enabled components produce.
     errors (Optional[Path]): Where bad rows go (file, line, id, reason); default ``<output>.errors.jsonl``.
     workers (int): Ray actors, each with its own copy of the pipeline.
-    cpus_per_worker (float): CPUs reserved per actor; its torch threads too.
+    cpus_per_worker (float): CPUs reserved per actor; its torch threads too. One thread per worker
+        gives the most docs per core (a thread descheduled stalls only its own worker).
     gpus_per_worker (float): GPUs per actor; > 0 runs the pipeline on the GPU.
     batch_size (int): Rows per batch sent to an actor.
     disable (List[str]): Components not to load or run.
@@ -180,7 +192,7 @@ def annotate(
             ray, files, state, pipeline, disable, fields, workers, cpus_per_worker, gpus_per_worker, batch_size
         )
         start = time.perf_counter()
-        _consume(dataset, files, state, progress, output, errors, fmt, fields, summary)
+        _consume(dataset, files, state, progress, output, errors, fmt, fields, summary, start)
         summary.seconds = time.perf_counter() - start
     finally:
         if started_here:
@@ -298,7 +310,7 @@ def _dataset(ray, files, state, pipeline, disable, fields, workers, cpus, gpus, 
     )
 
 
-def _consume(dataset, files, state, progress, output, errors_path, fmt, fields, summary) -> None:
+def _consume(dataset, files, state, progress, output, errors_path, fmt, fields, summary, start) -> None:
     if fmt == "jsonl":
         writer = JsonlWriter(output, state["output_size"])
     else:
@@ -342,6 +354,9 @@ def _consume(dataset, files, state, progress, output, errors_path, fmt, fields, 
                 else:
                     writer.write({"id": record_id, **json.loads(row["result"])})
                     summary.docs += 1
+            if not summary.startup_seconds:
+                summary.startup_seconds = time.perf_counter() - start
+                summary.startup_rows = summary.docs + summary.errors
             checkpoint(final=False)
         checkpoint(final=True)
     finally:

@@ -145,3 +145,12 @@ def test_an_existing_output_is_not_overwritten_and_resume_needs_the_same_job(tmp
     assert job._start_state(Progress(out), out, files, ["cats"], "jsonl", resume=True)["docs"] == 3
     with pytest.raises(UserError, match="the fields differ"):
         job._start_state(Progress(out), out, files, ["answers"], "jsonl", resume=True)
+
+
+def test_summary_rate_after_startup_leaves_out_the_first_batch():
+    """The actors' start-up is paid once per job: the rate after it excludes its seconds and its rows."""
+    summary = job.Summary(docs=1000, errors=24, seconds=30.0, startup_seconds=10.0, startup_rows=64, output="o.jsonl")
+    assert summary.docs_per_second == pytest.approx(1000 / 30)
+    assert summary.docs_per_second_after_startup == pytest.approx((1024 - 64) / 20)
+    assert "33.3 docs/s (30.0 s; after 10.0 s of start-up, 48.0 docs/s)" in summary.line()
+    assert job.Summary(docs=5, seconds=1.0, startup_seconds=1.0).docs_per_second_after_startup == 0.0
