@@ -170,7 +170,11 @@ def annotate_command(
     ),
     errors: Optional[Path] = typer.Option(None, "--errors", help="Bad rows' file; default OUTPUT.errors.jsonl."),
     workers: int = typer.Option(1, "--workers", "-w", help="Ray actors, each loading the pipeline once."),
-    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help="CPUs per actor (its torch threads too); 1 gives the most docs per core (docs/scaling.md)."),
+    cpus_per_worker: float = typer.Option(
+        1.0,
+        "--cpus-per-worker",
+        help="CPUs per actor (its torch threads too); 1 gives the most docs per core (docs/scaling.md).",
+    ),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per actor; > 0 runs on the GPU."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Rows per batch sent to an actor."),
     disable: Optional[str] = typer.Option(None, "--disable", help="Comma-separated components not to run."),
