@@ -21,7 +21,7 @@ the task benchmarks, whose results JSON this script merges into the same report:
 
     python benchmarks/sib200_textcat.py --systems l,a,p --seeds 0 --name mt_sib200
     python benchmarks/xquad_qa.py --systems a,l --epochs 1 --name xquad_qa_lora
-    python benchmarks/tatoeba_translation.py --systems w,l --epochs 1 --train-pairs 400 --name tatoeba_lora
+    python benchmarks/tatoeba_translation.py --systems w,l --epochs 2 --train-pairs 800 --name tatoeba_lora
     python benchmarks/multitask.py ... --sib200 benchmarks/results/mt_sib200.json \
         --xquad benchmarks/results/xquad_qa_lora.json --tatoeba benchmarks/results/tatoeba_lora.json
 

@@ -34,7 +34,7 @@ batches in input order.
 
     python benchmarks/tatoeba_translation.py --encoder encoders/e5-small --data ../shared/data/tatoeba
     python benchmarks/tatoeba_translation.py --check-split --split-out /tmp/tatoeba-split
-    python benchmarks/tatoeba_translation.py --systems w,l --epochs 1 --train-pairs 400 --name tatoeba_lora
+    python benchmarks/tatoeba_translation.py --systems w,l --epochs 2 --train-pairs 800 --name tatoeba_lora
 """
 
 import json
