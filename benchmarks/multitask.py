@@ -54,19 +54,27 @@ MODES = {"lora": "mbert_base", "full": None}
 TATOEBA_TRAINED = ["deu", "fra", "spa", "ita", "por", "nld", "pol"]
 SOURCES = {"textcat": "textcat.cfg", "qa": "qa.cfg", "translation": "translation.cfg"}
 
-LOAD_SCRIPT = r"""
+# Both memory scripts start with this, after their imports: peak RSS is counted from here.
+RSS_FROM_HERE = r"""
+def status(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":")) * 1024 / 1e6
+try:
+    open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current RSS
+except OSError:
+    pass
+before = status("VmRSS")
+"""
+
+LOAD_SCRIPT = (
+    r"""
 import json, sys
 path, question, context, text = sys.argv[1:5]
 import spacy, spacy_mbert, torch, transformers, spacy_transformers, peft
 from transformers import AutoModel, AutoModelForQuestionAnswering, EncoderDecoderModel
 spacy.blank("xx")  # imports and entry points are paid once per process, not per pipeline: warm them
-def status(key):
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":")) * 1024 / 1e6
-try:
-    open("/proc/self/clear_refs", "w").write("5")  # peak RSS counted from here: the load's own
-except OSError:
-    pass
-before = status("VmRSS")
+"""
+    + RSS_FROM_HERE
+    + r"""
 nlp = spacy.load(path)
 after_load = status("VmHWM") - before
 nlp.get_pipe("mbert_translator").max_length = 8
@@ -77,6 +85,7 @@ doc._.question = question
 nlp(doc)
 print(json.dumps({"load_peak_mb": after_load, "peak_mb": status("VmHWM") - before}))
 """
+)
 
 
 # The reference: one encoder as Hugging Face loads and runs it (tokenizer, weights, one
@@ -84,18 +93,15 @@ print(json.dumps({"load_peak_mb": after_load, "peak_mb": status("VmHWM") - befor
 # weights (the tokenizer: ~280 MB for e5-small's 250k-piece vocabulary; the libraries'
 # code paged in by the first forward) is paid by any pipeline, so the ratios read best
 # beside this one.
-HF_SCRIPT = r"""
+HF_SCRIPT = (
+    r"""
 import json, sys
 encoder, context = sys.argv[1:3]
 import torch, transformers, spacy, spacy_mbert, spacy_transformers, peft
 from transformers import AutoModel, AutoTokenizer
-def status(key):
-    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key + ":")) * 1024 / 1e6
-try:
-    open("/proc/self/clear_refs", "w").write("5")
-except OSError:
-    pass
-before = status("VmRSS")
+"""
+    + RSS_FROM_HERE
+    + r"""
 tokenizer = AutoTokenizer.from_pretrained(encoder)
 model = AutoModel.from_pretrained(encoder, add_pooling_layer=False).eval()
 after_load = status("VmHWM") - before
@@ -103,23 +109,26 @@ with torch.inference_mode():
     model(**tokenizer(context, truncation=True, max_length=512, return_tensors="pt"))
 print(json.dumps({"load_peak_mb": after_load, "peak_mb": status("VmHWM") - before}))
 """
+)
 
 
-def measure_hf_reference(encoder: Path, context: str, repeats: int) -> dict:
+def median_peaks(script: str, args: List[str], repeats: int, what: str) -> Dict[str, float]:
+    """``load_peak_mb`` and ``peak_mb`` of a memory script, each the median of ``repeats`` fresh processes."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     loads = []
     for _ in range(repeats):
-        run = subprocess.run(
-            [sys.executable, "-c", HF_SCRIPT, str(encoder), context], capture_output=True, text=True, env=env
-        )
+        run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env)
         if run.returncode != 0:
-            sys.exit(f"✘ HF reference measurement failed:\n{run.stderr[-2000:]}")
+            sys.exit(f"✘ {what} measurement failed:\n{run.stderr[-2000:]}")
         loads.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(load[key] for load in loads) for key in ("load_peak_mb", "peak_mb")}
+
+
+def measure_hf_reference(encoder: Path, context: str, repeats: int) -> dict:
     weights = weight_bytes(encoder)
-    peak = statistics.median(load["peak_mb"] for load in loads)
-    load_peak = statistics.median(load["load_peak_mb"] for load in loads)
-    return {"load_peak_mb": load_peak, "peak_mb": peak, "peak_to_encoder": peak * 1e6 / weights,
-            "load_only_to_encoder": load_peak * 1e6 / weights}  # fmt: skip
+    peaks = median_peaks(HF_SCRIPT, [str(encoder), context], repeats, "HF reference")
+    return {**peaks, "peak_to_encoder": peaks["peak_mb"] * 1e6 / weights,
+            "load_only_to_encoder": peaks["load_peak_mb"] * 1e6 / weights}  # fmt: skip
 
 
 def dir_bytes(path: Path) -> int:
@@ -158,22 +167,15 @@ def measure_package(encoder: Path, data: Path, work: Path, *, repeats: int) -> D
         print(f"=== package: {encoder.name}, {mode} ===", flush=True)
         pipeline = build_heads(encoder, base, data, work / mode)
         size = dir_bytes(pipeline)
-        loads = []
-        for _ in range(repeats):
-            env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-            args = [str(pipeline), question["question"], question["context"], question["context"][:200]]
-            run = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, *args], capture_output=True, text=True, env=env)
-            if run.returncode != 0:
-                sys.exit(f"✘ load measurement failed ({mode}):\n{run.stderr[-2000:]}")
-            loads.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        args = [str(pipeline), question["question"], question["context"], question["context"][:200]]
+        peaks = median_peaks(LOAD_SCRIPT, args, repeats, f"load ({mode})")
         results[mode] = {
             "weights_mb": weights / 1e6,
             "pipeline_mb": size / 1e6,
             "package_to_encoder": size / weights,
-            "load_peak_mb": statistics.median(load["load_peak_mb"] for load in loads),
-            "peak_mb": statistics.median(load["peak_mb"] for load in loads),
-            "load_peak_to_encoder": statistics.median(load["peak_mb"] for load in loads) * 1e6 / weights,
-            "load_only_to_encoder": statistics.median(load["load_peak_mb"] for load in loads) * 1e6 / weights,
+            **peaks,
+            "load_peak_to_encoder": peaks["peak_mb"] * 1e6 / weights,
+            "load_only_to_encoder": peaks["load_peak_mb"] * 1e6 / weights,
             "weight_files": sorted(str(p.relative_to(pipeline)) for p in pipeline.rglob("*.pt")),
         }
         print(json.dumps(results[mode], indent=1), flush=True)
