@@ -180,13 +180,14 @@ def load_split(data: Path, lang: str, split: str) -> List[dict]:
 
 
 def write_docbin(records: List[dict], lang: str, labels: List[str], path: Path, nlp) -> None:
+    """A DocBin of ``records`` with ``doc.cats`` and ``doc._.lang`` (a record's own "lang", else ``lang``)."""
     from spacy.tokens import DocBin
 
     docbin = DocBin(store_user_data=True)
     for record in records:
         doc = nlp.make_doc(record["text"])
         doc.cats = {label: float(label == record["label"]) for label in labels}
-        doc._.lang = lang
+        doc._.lang = record.get("lang", lang)
         docbin.add(doc)
     docbin.to_disk(path)
 
@@ -276,7 +277,8 @@ def spacy_config(system: str, work: Path, *, steps: int, epochs: int, lr: float)
 def run_spacy_system(
     system: str,
     encoder: Path,
-    data: Path,
+    train: List[dict],
+    dev: List[dict],
     work: Path,
     *,
     epochs: int,
@@ -286,7 +288,10 @@ def run_spacy_system(
     test_texts: List[str],
     seed: int,
     extra: Optional[Dict[str, object]] = None,
+    int8: bool = False,
 ) -> dict:
+    """Train ``system`` on ``train`` and predict ``test_texts`` with its final model (and, with
+    ``int8``, with that model after ``spacy-mbert quantize``)."""
     import spacy
 
     from spacy_mbert.tokenizer import MultilingualTokenizer
@@ -294,9 +299,9 @@ def run_spacy_system(
     nlp = spacy.blank("xx")
     nlp.tokenizer = MultilingualTokenizer(nlp.vocab)
     train_path, dev_path = work / "train.spacy", work / "dev.spacy"
-    write_docbin(load_split(data, "eng_Latn", "train"), "eng_Latn", labels, train_path, nlp)
-    write_docbin(load_split(data, "eng_Latn", "dev"), "eng_Latn", labels, dev_path, nlp)
-    steps = epochs * math.ceil(len(load_split(data, "eng_Latn", "train")) / batch_size)
+    write_docbin(train, "eng_Latn", labels, train_path, nlp)
+    write_docbin(dev, "eng_Latn", labels, dev_path, nlp)
+    steps = epochs * math.ceil(len(train) / batch_size)
     config, overrides = spacy_config(system, work, steps=steps, epochs=epochs, lr=lr)
     overrides.update(
         {"paths.train": str(train_path), "paths.dev": str(dev_path), "paths.encoder": str(encoder), "system.seed": seed}
@@ -308,12 +313,19 @@ def run_spacy_system(
     overrides.update(extra or {})
     seconds = train_spacy(config, overrides, work / "out")
     predictions, infer_seconds = predict_spacy(work / "out" / "model-last", test_texts, batch_size=64)
-    return {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
+    run = {"train_seconds": seconds, "predictions": predictions, "infer_seconds": infer_seconds}
+    if int8:
+        from spacy_mbert.encoder.quantize import quantize_pipeline
+
+        quantize_pipeline(str(work / "out" / "model-last"), work / "int8")
+        int8_predictions, int8_seconds = predict_spacy(work / "int8", test_texts, batch_size=64)
+        run["int8"] = {"predictions": int8_predictions, "infer_seconds": int8_seconds}
+    return run
 
 
 def run_hf_system(
     encoder: Path,
-    data: Path,
+    train: List[dict],
     *,
     epochs: int,
     lr: float,
@@ -332,7 +344,7 @@ def run_hf_system(
     model = AutoModelForSequenceClassification.from_pretrained(str(encoder), num_labels=len(labels))
     if lora:
         model = with_peft_lora(model)
-    train = load_split(data, "eng_Latn", "train")
+    train = list(train)  # shuffled in place below
     label_ids = {label: i for i, label in enumerate(labels)}
     steps = epochs * math.ceil(len(train) / batch_size)
     optimizer = torch.optim.AdamW(parameter_groups(model, lr), lr=lr)
@@ -422,12 +434,17 @@ SYSTEM_NAMES = {
 }
 
 
-def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) -> dict:
+def per_language_accuracy(predictions: List[str], gold: List[Tuple[str, str]]) -> Dict[str, float]:
     per_lang = {}
     for lang in LANGS:
-        pairs = [(p, g) for p, (code, g) in zip(run["predictions"], gold) if code == lang]
+        pairs = [(p, g) for p, (code, g) in zip(predictions, gold) if code == lang]
         per_lang[lang] = sum(p == g for p, g in pairs) / len(pairs)
-    return {
+    return per_lang
+
+
+def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) -> dict:
+    per_lang = per_language_accuracy(run["predictions"], gold)
+    scores = {
         "accuracy": per_lang,
         "average": sum(per_lang.values()) / len(per_lang),
         "train_seconds": run["train_seconds"],
@@ -435,6 +452,15 @@ def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) ->
         "words_per_second": words / run["infer_seconds"],
         "chars_per_second": chars / run["infer_seconds"],
     }
+    if "int8" in run:
+        int8 = per_language_accuracy(run["int8"]["predictions"], gold)
+        scores["int8"] = {
+            "accuracy": int8,
+            "average": sum(int8.values()) / len(int8),
+            "infer_seconds": run["int8"]["infer_seconds"],
+            "agreement": sum(a == b for a, b in zip(run["predictions"], run["int8"]["predictions"])) / len(gold),
+        }
+    return scores
 
 
 def main(
@@ -467,6 +493,9 @@ def main(
         [],
         help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes.",
     ),
+    int8: bool = typer.Option(
+        False, help="Also score each spaCy system's final model after `spacy-mbert quantize` (int8 rows)."
+    ),
 ):
     require_dir(data, "SIB-200")
     pin_threads(threads)
@@ -491,9 +520,10 @@ def main(
             )
             with tempfile.TemporaryDirectory() as tmp:
                 if system in ("c", "p"):
-                    run = run_hf_system(encoder, data, **settings, lora=system == "p")
+                    run = run_hf_system(encoder, load_split(data, "eng_Latn", "train"), **settings, lora=system == "p")
                 else:
-                    run = run_spacy_system(system, encoder, data, Path(tmp), **settings, extra=extra)
+                    english = (load_split(data, "eng_Latn", "train"), load_split(data, "eng_Latn", "dev"))
+                    run = run_spacy_system(system, encoder, *english, Path(tmp), **settings, extra=extra, int8=int8)
             results.setdefault(system, {})[str(seed)] = score_run(run, gold, words, chars)
             print(json.dumps(results[system][str(seed)], indent=1), flush=True)
     write_report(
@@ -538,6 +568,18 @@ def write_report(
                 f"{statistics.median(r['chars_per_second'] for r in scores):.0f}",
             ]
         )
+        int8 = [r["int8"] for r in scores if "int8" in r]
+        if int8:
+            rows.append(
+                [f"{SYSTEM_NAMES[system]}, int8 (spacy-mbert quantize)", ",".join(sorted(runs, key=int))]
+                + [_mean_sd([100 * r["accuracy"][lang] for r in int8]) for lang in LANGS]
+                + [
+                    f"**{_mean_sd([100 * r['average'] for r in int8])}**",
+                    "(same model)",
+                    f"{words / statistics.median(r['infer_seconds'] for r in int8):.0f}",
+                    f"{chars / statistics.median(r['infer_seconds'] for r in int8):.0f}",
+                ]
+            )
     all_seeds = sorted({seed for runs in results.values() for seed in runs}, key=int)
     command = (
         f"python benchmarks/sib200_textcat.py --encoder {encoder} --data {data} --epochs {epochs} "

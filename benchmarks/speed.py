@@ -276,11 +276,14 @@ def textcat_windows(tokenizer, texts: List[str], long: bool) -> List[List[int]]:
     return sorted(windows, key=len)
 
 
-def forward_windows(model, windows: List[List[int]], batch_size: int, pad: int) -> None:
-    """The raw forward over length-sorted ``windows``, padded per batch; argmax of the first output (the prediction)."""
+def forward_windows(model, windows: List[List[int]], batch_size: int, pad: int, bf16: bool = False) -> None:
+    """The raw forward over length-sorted ``windows``, padded per batch; argmax of the first output (the prediction).
+
+    bf16: under CPU autocast to bfloat16 (matrix products in bf16, the rest in fp32).
+    """
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for begin in range(0, len(windows), batch_size):
             batch = windows[begin : begin + batch_size]
             width = len(batch[-1])
@@ -317,6 +320,58 @@ def measure_textcat(
     )
 
 
+INT8_SPACY = "spacy-mbert int8 (spacy-mbert quantize)"
+INT8_RAW = "raw forward int8 + tokenization"
+BF16_RAW = "raw forward bf16 autocast + tokenization"
+
+
+def measure_int8_textcat(nlp, nlp_int8, model, tokenizer, texts: List[str], *, repeats: int) -> Dict[str, List[float]]:
+    """The quantized pipeline and the quantized raw forward beside the fp32 floor, and bf16 autocast."""
+    import copy
+
+    from spacy_mbert.encoder.quantize import quantize_network
+
+    model_int8 = quantize_network(copy.deepcopy(model))
+    pad = tokenizer.pad_token_id or 0
+
+    def windows():
+        return textcat_windows(tokenizer, texts, False)
+
+    return alternate(
+        {
+            INT8_SPACY: lambda: list(nlp_int8.pipe(texts, batch_size=64)),
+            "spacy-mbert": lambda: list(nlp.pipe(texts, batch_size=64)),
+            INT8_RAW: lambda: forward_windows(model_int8, windows(), 64, pad),
+            BF16_RAW: lambda: forward_windows(model, windows(), 64, pad, bf16=True),
+            FLOOR: lambda: forward_windows(model, windows(), 64, pad),
+        },
+        repeats,
+    )
+
+
+def quantized_copy(pipeline_dir: Path) -> object:
+    """``spacy-mbert quantize`` of a saved pipeline, loaded."""
+    import spacy
+
+    from spacy_mbert.encoder.quantize import quantize_pipeline
+
+    out = pipeline_dir.with_name(pipeline_dir.name + "-int8")
+    quantize_pipeline(str(pipeline_dir), out)
+    return spacy.load(out)
+
+
+def qa_questions_pipe(nlp, questions: List[dict]) -> Callable[[], None]:
+    def run():
+        docs = []
+        for q in questions:
+            doc = nlp.make_doc(q["context"])
+            doc._.question = q["question"]
+            docs.append(doc)
+        list(nlp.pipe(docs, batch_size=16))
+
+    return run
+
+
 def qa_windows(tokenizer, questions: List[dict]) -> List[List[int]]:
     """Question + context windows of 384 pieces, stride 128 (as both pipelines make them), shortest first."""
     features = tokenizer(
@@ -341,18 +396,9 @@ def measure_qa(nlp, questions: List[dict], *, repeats: int, device: int) -> Dict
     # dropout on: slower, and not the same answers.
     model, tokenizer = get_transformer(qa.model).eval(), get_tokenizer(qa.model)
     hf = pipeline("question-answering", model=model, tokenizer=tokenizer, device=device)
-
-    def ours():
-        docs = []
-        for q in questions:
-            doc = nlp.make_doc(q["context"])
-            doc._.question = q["question"]
-            docs.append(doc)
-        list(nlp.pipe(docs, batch_size=16))
-
     return alternate(
         {
-            "spacy-mbert": ours,
+            "spacy-mbert": qa_questions_pipe(nlp, questions),
             "HF pipeline": lambda: hf(
                 question=[q["question"] for q in questions],
                 context=[q["context"] for q in questions],
@@ -402,41 +448,112 @@ TRAIN_TORCH = "plain PyTorch loop (tokenizer call + forward/backward + AdamW)"
 def measure_training(
     nlp, model, tokenizer, records: List[dict], labels: List[str], *, steps: int, repeats: int
 ) -> Dict[str, List[float]]:
-    """Seconds for ``steps`` updates of 32 examples from text: nlp.update (as spacy train) vs a plain PyTorch loop.
+    """Seconds for ``steps`` updates of 32 examples from text: spaCy's training step vs a plain PyTorch loop.
 
     Both sides start from the same records' text inside the timed region: spaCy builds its
     Examples (tokenizing with ``nlp.make_doc``), the torch loop calls the HF tokenizer.
+    spaCy's side is ``spacy train``'s step: ``nlp.update(sgd=False)``, then every trainable
+    component's ``finish_update`` with the optimizer of configs/textcat.cfg.
     """
-    import torch
     from spacy.util import load_config, registry
 
     batches = [records[(i * 32) % len(records) :][:32] for i in range(steps)]
-    # The optimizer of configs/textcat.cfg, as spacy train builds it.
     shipped = load_config(ROOT / "configs" / "textcat.cfg", interpolate=True)
     sgd = registry.resolve({"optimizer": shipped["training"]["optimizer"]})["optimizer"]
-    label_ids = {label: i for i, label in enumerate(labels)}
-    torch_opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
+    torch_step = plain_torch_step(model, tokenizer, labels)
 
     def spacy_steps():
         for batch in batches:
-            nlp.update([textcat_example(nlp, r, labels) for r in batch], sgd=sgd, drop=0.1)
+            spacy_train_step(nlp, [textcat_example(nlp, r, labels) for r in batch], sgd)
 
     def torch_steps():
         model.train()
         for batch in batches:
-            inputs = tokenizer(
-                [r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt"
-            ).to(model.device)
-            loss = model(
-                **inputs, labels=torch.tensor([label_ids[r["label"]] for r in batch], device=model.device)
-            ).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            torch_opt.step()
-            torch_opt.zero_grad()
+            torch_step(batch)
         model.eval()
 
     return alternate({TRAIN_SPACY: spacy_steps, TRAIN_TORCH: torch_steps}, repeats)
+
+
+def spacy_train_step(nlp, examples, sgd) -> None:
+    """One step as ``spacy train`` takes it: every backward pass, then every component's optimizer step."""
+    nlp.update(examples, sgd=False, drop=0.1)
+    for _, component in nlp.pipeline:
+        if getattr(component, "is_trainable", False) and component.model not in (True, False, None):
+            component.finish_update(sgd)
+    sgd.step_schedules()
+
+
+def plain_torch_step(model, tokenizer, labels: List[str]) -> Callable[[List[dict]], None]:
+    """The plain loop's step, with AdamW set up as Hugging Face's Trainer does (no decay on biases
+    and LayerNorm weights, global-norm clipping 1.0)."""
+    import torch
+
+    label_ids = {label: i for i, label in enumerate(labels)}
+    optimizer = torch.optim.AdamW(sib200_textcat.parameter_groups(model, 5e-5), lr=5e-5)
+
+    def step(batch: List[dict]) -> None:
+        inputs = tokenizer(
+            [r["text"] for r in batch], padding=True, truncation=True, max_length=512, return_tensors="pt"
+        ).to(model.device)
+        target = torch.tensor([label_ids[r["label"]] for r in batch], device=model.device)
+        model(**inputs, labels=target).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
+# Training's peak memory, each side in a fresh process (the same imports in both): spaCy builds
+# the pipeline from configs/textcat.cfg and initializes it as spacy train does, the plain loop
+# calls from_pretrained; then both train the same batches.
+TRAIN_RSS_SCRIPT = r"""
+import json, sys
+kind, encoder, data, steps, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+sys.path.insert(0, sys.argv[6])
+import torch
+torch.set_num_threads(threads)
+import spacy, spacy_mbert, transformers
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from pathlib import Path
+import speed
+def peak_mb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) * 1024 / 1e6
+make_examples, labels, records = speed.textcat_examples(Path(data), n=32 * steps)
+batches = [records[i * 32 : i * 32 + 32] for i in range(steps)]
+if kind == "spacy":
+    from spacy.util import load_config, load_model_from_config
+    config = load_config(speed.ROOT / "configs" / "textcat.cfg", overrides={"paths.encoder": encoder}, interpolate=True)
+    nlp = load_model_from_config(config, auto_fill=True, validate=True)
+    sgd = nlp.initialize(lambda: make_examples(nlp)[:32])
+    for batch in batches:
+        speed.spacy_train_step(nlp, [speed.textcat_example(nlp, r, labels) for r in batch], sgd)
+else:
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(labels)).train()
+    step = speed.plain_torch_step(model, AutoTokenizer.from_pretrained(encoder), labels)
+    for batch in batches:
+        step(batch)
+print(json.dumps({"peak_rss_mb": peak_mb()}))
+"""
+
+
+def measure_training_rss(
+    encoder: Path, data: Path, *, steps: int, repeats: int, threads: int
+) -> Dict[str, List[float]]:
+    """Peak RSS (MB, the whole process) of ``steps`` training steps, each system in a fresh process per repeat."""
+    results: Dict[str, List[float]] = {TRAIN_SPACY: [], TRAIN_TORCH: []}
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(threads))
+    for _ in range(repeats):
+        for name, kind in ((TRAIN_SPACY, "spacy"), (TRAIN_TORCH, "torch")):
+            args = [kind, str(encoder), str(data), str(steps), str(threads), str(Path(__file__).parent)]
+            out = subprocess.run(
+                [sys.executable, "-c", TRAIN_RSS_SCRIPT, *args], capture_output=True, text=True, env=env
+            )
+            if out.returncode != 0:
+                sys.exit(f"✘ training memory measurement failed ({name}):\n{out.stderr[-2000:]}")
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+    return results
 
 
 LOAD_SCRIPT = r"""
@@ -522,7 +639,7 @@ def main(
         help="Checkpoint directories; 'mbert-shape' builds a random M-BERT-base-shaped model.",
     ),
     data: Path = typer.Option(DEFAULT_SHARED_DATA, help="Shared data folder with sib200/, xquad/ and tatoeba/."),
-    tasks: str = typer.Option("textcat,long,qa,translation,train,load", help="What to measure."),
+    tasks: str = typer.Option("textcat,long,qa,translation,train,load,int8", help="What to measure."),
     threads: int = typer.Option(2, help="Torch threads (all systems)."),
     repeats: int = typer.Option(3, help="Runs per system (median reported)."),
     per_lang: int = typer.Option(50, help="SIB-200 test sentences per language (12 languages)."),
@@ -539,6 +656,10 @@ def main(
     mixed_precision: bool = typer.Option(False, help="Mixed precision on the GPU."),
     name: str = typer.Option("speed", help="Results file stem under benchmarks/results/."),
     cache: Path = typer.Option(ROOT / "benchmarks" / "runs" / "speed", help="Built encoders and pipelines."),
+    int8_sib200: Optional[Path] = typer.Option(
+        None, help="sib200_textcat.py results run with --int8: the int8 accuracy loss of the shipped config's model."
+    ),
+    int8_xquad: Optional[Path] = typer.Option(None, help="xquad_qa.py results run with --int8: the int8 F1 loss."),
 ):
     require_dir(data / "sib200", "SIB-200")
     pin_threads(threads)
@@ -578,6 +699,15 @@ def main(
                         nlp, model, tokenizer, texts, long=task == "long", repeats=repeats, device=device
                     ),
                 }
+        if "int8" in wanted and gpu_id < 0:
+            print(f"=== {label}: int8 ===", flush=True)
+            nlp_int8 = quantized_copy(cache / f"{label}-textcat")
+            res["int8"] = {
+                "texts": len(sentences),
+                "chars": sum(map(len, sentences)),
+                "times": measure_int8_textcat(nlp, nlp_int8, model, tokenizer, sentences, repeats=repeats),
+            }
+            del nlp_int8
         if "train" in wanted:
             print(f"=== {label}: train ===", flush=True)
             train_records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")
@@ -587,6 +717,10 @@ def main(
                     nlp, model, tokenizer, train_records, labels, steps=train_steps, repeats=repeats
                 ),
             }
+            if gpu_id < 0:
+                res["train_rss_mb"] = measure_training_rss(
+                    path, data, steps=train_steps, repeats=repeats, threads=threads
+                )
         if "load" in wanted:
             print(f"=== {label}: load ===", flush=True)
             res["load"] = {
@@ -610,6 +744,14 @@ def main(
                 "questions": len(questions),
                 "times": measure_qa(qa_nlp, questions, repeats=repeats, device=device),
             }
+            if "int8" in wanted and gpu_id < 0:
+                qa_int8 = quantized_copy(cache / f"{label}-qa")
+                systems = {
+                    INT8_SPACY: qa_questions_pipe(qa_int8, questions),
+                    "spacy-mbert": qa_questions_pipe(qa_nlp, questions),
+                }
+                res["qa_int8"] = {"questions": len(questions), "times": alternate(systems, repeats)}
+                del qa_int8
             del qa_nlp
         if "translation" in wanted:
             print(f"=== {label}: translation ===", flush=True)
@@ -642,7 +784,20 @@ def main(
         gpu_id=gpu_id,
         mixed_precision=mixed_precision,
         command="python benchmarks/speed.py " + " ".join(sys.argv[1:]),
+        accuracy=int8_accuracy(int8_sib200, int8_xquad),
     )
+
+
+def int8_accuracy(sib200: Optional[Path], xquad: Optional[Path]) -> dict:
+    """int8_sib200_accuracy_loss and int8_xquad_f1_loss (points, fp32 minus int8) from the accuracy benchmarks' JSON."""
+    keys = {}
+    if sib200 is not None:
+        runs = json.loads(sib200.read_text(encoding="utf8"))["results"]["a"].values()
+        keys["int8_sib200_accuracy_loss"] = statistics.mean(100 * (r["average"] - r["int8"]["average"]) for r in runs)
+    if xquad is not None:
+        results = json.loads(xquad.read_text(encoding="utf8"))
+        keys["int8_xquad_f1_loss"] = results["int8"]["f1_loss"]
+    return keys
 
 
 def _median(values: List[float]) -> float:
@@ -659,6 +814,8 @@ THROUGHPUT = (
     ("qa", "questions/s", "questions"),
     ("translation", "sentences/s", "sentences"),
     ("train", "examples/s", "examples"),
+    ("int8", "texts/s", "texts"),
+    ("qa_int8", "questions/s", "questions"),
 )
 # (key in a load run, what the row measures, its seconds key, what those seconds are)
 MEMORY_STAGES = (
@@ -745,8 +902,57 @@ def memory_summary(label: str, load: dict) -> List[str]:
     return lines
 
 
+def encoder_key(label: str) -> str:
+    return "mbert-shape" if label.startswith("mbert-shape") else label
+
+
+def headline(results: dict, accuracy: dict) -> dict:
+    """The issue's keys: ratios per encoder (above 1: spacy-mbert faster / int8 faster; memory: above 1
+    means spacy-mbert needs more), and the int8 accuracy figures of the accuracy benchmarks."""
+    keys: Dict[str, object] = {
+        "train_vs_plain_torch": {},
+        "train_peak_rss_vs_plain_torch": {},
+        "int8_vs_fp32_floor": {},
+    }
+    for label, res in results.items():
+        key = encoder_key(label)
+        times = {
+            task: {k: _median(v) for k, v in res[task]["times"].items()} for task in res if "times" in res.get(task, {})
+        }
+        if "train" in times:
+            keys["train_vs_plain_torch"][key] = times["train"][TRAIN_TORCH] / times["train"][TRAIN_SPACY]
+        if "train_rss_mb" in res:
+            rss = {k: _median(v) for k, v in res["train_rss_mb"].items()}
+            keys["train_peak_rss_vs_plain_torch"][key] = rss[TRAIN_SPACY] / rss[TRAIN_TORCH]
+        if "int8" in times:
+            keys["int8_vs_fp32_floor"][key] = times["int8"][FLOOR] / times["int8"][INT8_SPACY]
+        if "qa_int8" in times and key == "e5-small":
+            keys["int8_qa_speedup"] = times["qa_int8"]["spacy-mbert"] / times["qa_int8"][INT8_SPACY]
+    keys.update(accuracy)
+    return keys
+
+
+def train_rss_rows(label: str, res: dict) -> List[str]:
+    if "train_rss_mb" not in res:
+        return []
+    rss = {k: _median(v) for k, v in res["train_rss_mb"].items()}
+    a, b = rss[TRAIN_SPACY], rss[TRAIN_TORCH]
+    return [
+        f"- {label}, training peak RSS (whole process, fresh per run), spacy-mbert vs plain PyTorch loop: "
+        f"{a:,.0f} vs {b:,.0f} MB ({_ratio(a, b)})"
+    ]
+
+
 def write_report(
-    name: str, results: dict, *, threads: int, repeats: int, gpu_id: int, mixed_precision: bool, command: str
+    name: str,
+    results: dict,
+    *,
+    threads: int,
+    repeats: int,
+    gpu_id: int,
+    mixed_precision: bool,
+    command: str,
+    accuracy: Optional[dict] = None,
 ) -> None:
     info = machine_info(threads)
     info["device"] = f"cuda:{gpu_id}" + (" mixed precision" if mixed_precision else "") if gpu_id >= 0 else "cpu"
@@ -756,9 +962,12 @@ def write_report(
         rows += task_rows
         chart += task_chart
         summary += task_summary
+        summary += train_rss_rows(label, res)
         if "load" in res:
             memory += memory_rows(label, res["load"], res["weights_mb"])
             summary += memory_summary(label, res["load"])
+    keys = headline(results, accuracy or {})
+    summary += ["", "Headline keys (`speed.json`):", "", "```", json.dumps(keys, indent=1), "```"]
     header = ["encoder", "task", "system", "throughput", "chars/s", "median s", "ratios (time of other / time of this)"]
     memory_header = ["encoder", "system", "measured after", "median time", "peak RSS", "RSS", "PSS", "USS"]
     lines = [
@@ -803,7 +1012,7 @@ def write_report(
     report = "\n".join(lines)
     (RESULTS / f"{name}.md").write_text(report, encoding="utf8")
     (RESULTS / f"{name}.json").write_text(
-        json.dumps({"machine": info, "command": command, "results": results}, indent=1), encoding="utf8"
+        json.dumps({"machine": info, "command": command, **keys, "results": results}, indent=1), encoding="utf8"
     )
     if chart:
         draw_chart(chart, RESULTS / f"{name}.png", info)
@@ -816,6 +1025,8 @@ TASK_NAMES = {
     "qa": "QA (XQuAD)",
     "translation": "translation (Tatoeba)",
     "train": "textcat training",
+    "int8": "textcat int8, SIB-200 sentences",
+    "qa_int8": "QA int8 (XQuAD)",
 }
 
 

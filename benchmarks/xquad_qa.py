@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import typer
 from common import (
@@ -434,6 +434,11 @@ def main(
     note: str = typer.Option("", help="A remark to print under the table (e.g. how the run was split)."),
     name: str = typer.Option("xquad_qa", help="Results file stem under benchmarks/results/."),
     one: str = typer.Option("", hidden=True, help="Internal: train and score one system in this process."),
+    int8_of: Optional[Path] = typer.Option(
+        None,
+        help="Instead of training: score this trained mbert_qa pipeline (e.g. this benchmark's (a) model-last) "
+        "and its `spacy-mbert quantize` copy on the test split, and write NAME.json with the F1 loss.",
+    ),
 ):
     require_dir(data, "XQuAD")
     pin_threads(threads)
@@ -441,6 +446,9 @@ def main(
 
     work.mkdir(parents=True, exist_ok=True)
     tests = {lang: questions_of(load_articles(data, lang)[N_TRAIN_ARTICLES:]) for lang in LANGS}
+    if int8_of is not None:
+        score_int8(int8_of, work / "int8", tests, name=name, threads=threads)
+        return
     if one:
         run_one(
             one, encoder, data, work, epochs=epochs, lr=lr, batch_size=batch_size, micro_batch=micro_batch, tests=tests
@@ -502,6 +510,60 @@ def main(
         micro_batch=micro_batch,
         threads=threads,
         note=note,
+    )
+
+
+def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: int) -> None:
+    """F1/EM of a trained pipeline before and after ``spacy-mbert quantize``, and each pass's questions/s."""
+    import spacy
+
+    from spacy_mbert.encoder.quantize import quantize_pipeline
+
+    quantize_pipeline(str(model_dir), int8_dir)
+    n_questions = sum(len(questions) for questions in tests.values())
+    scores = {}
+    for kind, path in (("fp32", model_dir), ("int8", int8_dir)):
+        print(f"=== {kind}: {path} ===", flush=True)
+        nlp = spacy.load(path)
+        with stopwatch() as clock:
+            per_lang = score(predict_spacy(nlp, tests), tests)
+        scores[kind] = {
+            "languages": per_lang,
+            "f1": statistics.mean(s["f1"] for s in per_lang.values()),
+            "exact": statistics.mean(s["exact"] for s in per_lang.values()),
+            "questions_per_second": n_questions / clock["seconds"],
+        }
+        print(json.dumps({k: v for k, v in scores[kind].items() if k != "languages"}), flush=True)
+    f1_loss = 100 * (scores["fp32"]["f1"] - scores["int8"]["f1"])
+    speedup = scores["int8"]["questions_per_second"] / scores["fp32"]["questions_per_second"]
+    command = f"python benchmarks/xquad_qa.py --int8-of {model_dir} --threads {threads} --name {name}"
+    header = ["model", "metric"] + LANGS + ["avg", "questions/s"]
+    rows = []
+    for kind in ("fp32", "int8"):
+        for metric in ("f1", "exact"):
+            rows.append(
+                [kind if metric == "f1" else "", "F1" if metric == "f1" else "EM"]
+                + [f"{100 * scores[kind]['languages'][lang][metric]:.1f}" for lang in LANGS]
+                + [f"**{100 * scores[kind][metric]:.1f}**"]
+                + [f"{scores[kind]['questions_per_second']:.2f}" if metric == "f1" else ""]
+            )
+    lines = [
+        "# XQuAD: the trained mbert_qa model, fp32 and int8 (`spacy-mbert quantize`)",
+        "",
+        f"Command: `{command}`",
+        "",
+        markdown_table(header, rows),
+        "",
+        f"{n_questions} test questions (articles {N_TRAIN_ARTICLES}-47, 12 languages); F1 loss {f1_loss:.2f} points, "
+        f"int8 at {speedup:.2f}x the fp32 questions/s (the two scoring passes one after the other, not alternated; "
+        "benchmarks/speed.py alternates them).",
+        "",
+    ]
+    write_results(
+        name,
+        lines,
+        machine_info(threads),
+        {"command": command, "int8": {"f1_loss": f1_loss, "speedup": speedup}, "scores": scores},
     )
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Dict, Optional, Tuple
 import srsly
 import torch
 from spacy_transformers.data_classes import HFObjects
-from thinc.api import get_torch_default_device, torch2xp, xp2torch
+from thinc.api import get_torch_default_device
 
 from ..errors import UserError, first_line
 from .adapters import BaseOf, add_adapter, init_own_layers, is_adapter_weight, load_own_state, own_state, share_base
@@ -145,22 +145,9 @@ class OnBaseShim(MBertShim):
 
     # -------------------------------------------------------------- training
 
-    def finish_update(self, optimizer) -> None:
-        """thinc's ``PyTorchShim.finish_update``, with the adapter's weights at its ``learn_rate_scale``."""
-        scale = self.adapter.learn_rate_scale if self.adapter is not None else 1.0
-        for name, tensor in self._model.named_parameters():
-            if tensor.grad is None:
-                continue  # the base's tensors never have one
-            if not self._grad_scaler.found_inf:  # skip the step if a gradient overflowed
-                param, grad = optimizer(
-                    (self.id, name),
-                    torch2xp(tensor.data),
-                    torch2xp(tensor.grad),
-                    lr_scale=scale if is_adapter_weight(name) else 1.0,
-                )
-                tensor.data = xp2torch(param, requires_grad=True, device=tensor.device)
-            tensor.grad.zero_()
-        self._grad_scaler.update()
+    def lr_scale(self, name: str) -> float:
+        """The adapter's weights step at its ``learn_rate_scale``, the head's own layers at 1x."""
+        return self.adapter.learn_rate_scale if self.adapter is not None and is_adapter_weight(name) else 1.0
 
     # --------------------------------------------------------- serialization
 

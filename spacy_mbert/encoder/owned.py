@@ -31,6 +31,7 @@ from thinc.api import Model, get_torch_default_device
 from ..batching import ReadAheadPipe
 from ..errors import UserError
 from .on_base import ensure_built
+from .quantize import BF16, cpu_autocast
 from .shim import MBertShim
 from .weights_file import OwnEncoderSerialization
 
@@ -124,10 +125,13 @@ def autocast(shim: MBertShim):
     """Mixed precision where training uses it: on CUDA devices, with ``mixed_precision`` on.
 
     thinc's PyTorchShim autocasts the training forward pass on CUDA only, so
-    predictions are made in the precision the model was trained in on every device
-    (on a CPU, autocasting to bfloat16 would change the outputs and be slower).
+    predictions are made in the precision the model was trained in on every device;
+    on a CPU, only an encoder converted by ``spacy-mbert quantize --dtype bf16`` runs
+    under autocast to bfloat16 (quantize.py).
     """
     device_type = shim.device.type
+    if device_type == "cpu" and shim.quantized == BF16:  # spacy-mbert quantize --dtype bf16
+        return cpu_autocast(BF16)
     return torch.autocast(device_type=device_type, enabled=bool(shim._mixed_precision) and device_type == "cuda")
 
 

@@ -24,16 +24,29 @@ from spacy.util import SimpleFrozenDict
 from spacy_transformers.data_classes import HFObjects
 from spacy_transformers.layers.hf_shim import HFShim
 from spacy_transformers.util import make_tempdir
-from thinc.api import ArgsKwargs, get_torch_default_device
+from thinc.api import ArgsKwargs, get_torch_default_device, torch2xp, xp2torch
 
 from ..batching import length_batches
 from ..errors import UserError, WeightsChecksumError, first_line
+from ..optimizer import TorchAdamW
 from .loading import vocab_file_contents
+from .quantize import (
+    INT8_DYNAMIC,
+    cpu_autocast,
+    loaded_state,
+    outputs_in_fp32,
+    quantize_network,
+    quiet_quantized,
+    require_cpu,
+    saved_state,
+)
 from .rows import batch_rows, concat_rows, pad_sequence_dim, slice_rows, take_output_rows, take_rows
 from .weights_file import WEIGHTS_FILE_KEY, ChecksumCheck, read_state, save_state
 
 # Key of the weights' SHA-256 (hex) in the saved shim dict, next to "state".
 WEIGHTS_CHECKSUM_KEY = "state_sha256"
+# Key of the quantization scheme, when the weights are quantized.
+QUANTIZED_KEY = "quantized"
 
 
 class MBertShim(HFShim):
@@ -59,8 +72,14 @@ class MBertShim(HFShim):
     # Set by weights_file.weights_beside during a component's to_disk/from_disk: the
     # weights then live in this file instead of inside the model bytes.
     weights_path: Optional[Path] = None
+    # The quantization scheme of the network (quantize.py), saved with it; None: fp32.
+    quantized: Optional[str] = None
 
     def predict(self, inputs: ArgsKwargs):
+        with cpu_autocast(self.quantized):
+            return outputs_in_fp32(self._predict(inputs))
+
+    def _predict(self, inputs: ArgsKwargs):
         n_rows = batch_rows(inputs)
         with torch.inference_mode():
             if self.length_sorted_rows > 0 and n_rows > 1 and self._right_padded(inputs):
@@ -72,6 +91,47 @@ class MBertShim(HFShim):
             for start in range(0, n_rows, step):
                 outputs.append(super().predict(slice_rows(inputs, start, start + step, n_rows)))
             return concat_rows(outputs)
+
+    def finish_update(self, optimizer) -> None:
+        """Step the network with its gradients, then clear them.
+
+        ``spacy-mbert.AdamW.v1`` (``TorchAdamW``) steps the whole network in torch; any
+        other thinc optimizer gets one tensor at a time, as thinc's ``PyTorchShim`` does.
+        A step whose mixed-precision gradients overflowed is skipped.
+        """
+        skip = bool(self._grad_scaler.found_inf)
+        if isinstance(optimizer, TorchAdamW):
+            optimizer.step_network(self.id, self._model, lr_scale=self.lr_scale, skip=skip)
+        else:
+            for name, tensor in self._model.named_parameters():
+                if tensor.grad is None:
+                    continue  # frozen (a shared base's tensors, frozen embeddings)
+                if not skip:
+                    param, _ = optimizer(
+                        (self.id, name), torch2xp(tensor.data), torch2xp(tensor.grad), lr_scale=self.lr_scale(name)
+                    )
+                    tensor.data = xp2torch(param, requires_grad=True, device=tensor.device)
+                tensor.grad.zero_()
+        self._grad_scaler.update()
+
+    def quantize(self, scheme: str) -> None:
+        """Make the network's linear layers int8 (CPU inference; see quantize.py)."""
+        require_cpu(scheme, self.device, "This encoder")
+        network = quantize_network(self._model.eval(), scheme)
+        objects = self._hfmodel
+        self._model = network
+        self._hfmodel = HFObjects(
+            objects.tokenizer,
+            network,
+            objects.vocab_file_contents,
+            objects._init_tokenizer_config,
+            objects._init_transformer_config,
+        )
+        self.quantized = scheme
+
+    def lr_scale(self, name: str) -> float:
+        """Learning-rate factor of parameter ``name`` (1; a head on a base scales its adapter)."""
+        return 1.0
 
     def _right_padded(self, inputs: ArgsKwargs) -> bool:
         mask = inputs.kwargs.get("attention_mask")
@@ -129,14 +189,16 @@ class MBertShim(HFShim):
             "_init_tokenizer_config": {},
             "_init_transformer_config": {},
         }
+        if self.quantized is not None:
+            msg[QUANTIZED_KEY] = self.quantized
         if self.weights_path is not None:
             # to_disk of this package's components: the weights go to their own file.
             msg["state"] = None
             msg[WEIGHTS_FILE_KEY] = self.weights_path.name
-            msg[WEIGHTS_CHECKSUM_KEY] = save_state(self._model, self.weights_path)
+            msg[WEIGHTS_CHECKSUM_KEY] = save_state(saved_state(self._model, self.quantized), self.weights_path)
         else:
             weights = BytesIO()
-            torch.save(self._model.state_dict(), weights)
+            torch.save(saved_state(self._model, self.quantized), weights)
             msg["state"] = weights.getvalue()
             # Checked by from_bytes: bytes changed on disk or in transfer would
             # otherwise load as (slightly) different weights without any error.
@@ -167,27 +229,31 @@ class MBertShim(HFShim):
             tokenizer = self.tokenizer_cls.from_pretrained(str(temp_dir), **tok_kwargs)
             vocab_contents = vocab_file_contents(tokenizer)
         device = get_torch_default_device()
-        if check is not None:
-            state = _read_weights_file(check, device)
-        else:
-            check_weights_checksum(msg)
-            state = None
-        try:
-            if state is None:
-                # pop: the serialized weights are freed as soon as they are read.
-                state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
-            transformer = _build_with_weights(self.model_cls, config, state)
-        except Exception as error:
+        quantized = msg.get(QUANTIZED_KEY)
+        require_cpu(quantized, device, "This pipeline's encoder")
+        with quiet_quantized(quantized):
             if check is not None:
-                check.verify()  # changed bytes explain a failure best
-            raise UserError(
-                f"The transformer weights in this pipeline could not be read ({type(error).__name__}: "
-                f"{first_line(error)}); the file is corrupted, truncated or from an incompatible "
-                f"model. Re-save or re-download the pipeline."
-            ) from None
+                state = _read_weights_file(check, device)
+            else:
+                check_weights_checksum(msg)
+                state = None
+            try:
+                if state is None:
+                    # pop: the serialized weights are freed as soon as they are read.
+                    state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
+                transformer = _build_with_weights(self.model_cls, config, state, quantized=quantized)
+            except Exception as error:
+                if check is not None:
+                    check.verify()  # changed bytes explain a failure best
+                raise UserError(
+                    f"The transformer weights in this pipeline could not be read ({type(error).__name__}: "
+                    f"{first_line(error)}); the file is corrupted, truncated or from an incompatible "
+                    f"model. Re-save or re-download the pipeline."
+                ) from None
         if check is not None:
             check.verify()
         transformer.to(device)
+        self.quantized = quantized
         self._model = transformer
         self._hfmodel = HFObjects(tokenizer, transformer, vocab_contents, SimpleFrozenDict(), SimpleFrozenDict())
         return self
@@ -216,7 +282,7 @@ def _read_weights_file(check: ChecksumCheck, device) -> Dict[str, torch.Tensor]:
         ) from None
 
 
-def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):
+def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor], *, quantized: Optional[str] = None):
     """The network of ``config`` whose parameters *are* the loaded tensors.
 
     Building it normally would first fill every parameter with random values (a
@@ -231,7 +297,13 @@ def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor]):
     cls = _model_class(model_cls, config)
     with no_init_weights():
         transformer = cls._from_config(config) if cls is not model_cls else model_cls.from_config(config)
-    transformer.load_state_dict(state, assign=True)
+    if quantized == INT8_DYNAMIC:
+        # int8 layers first (quantizing the unfilled weights), then their saved int8 weights;
+        # ties are not restored: a quantized output layer holds its own int8 copy.
+        transformer = quantize_network(transformer, quantized)
+        transformer.load_state_dict(state)
+        return transformer
+    transformer.load_state_dict(loaded_state(state, quantized), assign=True)
     after_load = getattr(model_cls, "after_load", None)
     if after_load is not None:
         after_load(transformer)

@@ -53,8 +53,8 @@ def weights_beside(model: Model, model_file: Path) -> Iterator[None]:
             shim.weights_path = None
 
 
-def save_state(module: torch.nn.Module, path: Path) -> str:
-    """Write ``module``'s state dict to ``path`` (atomically); returns the file's SHA-256.
+def save_state(state: Dict[str, torch.Tensor], path: Path) -> str:
+    """Write a state dict to ``path`` (atomically); returns the file's SHA-256.
 
     Written to a temporary file and renamed over ``path``, so a pipeline that was
     loaded from this directory (its weights memory-mapped from the old file) can
@@ -62,7 +62,7 @@ def save_state(module: torch.nn.Module, path: Path) -> str:
     """
     path = Path(path)
     temp = path.with_name(path.name + ".tmp")
-    torch.save(module.state_dict(), temp)
+    torch.save(state, temp)
     digest = file_sha256(temp)
     os.replace(temp, path)
     return digest
