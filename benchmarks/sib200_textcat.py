@@ -172,6 +172,8 @@ def shipped_adapter() -> dict:
 
 
 LORA = shipped_adapter()
+# The encoders `spacy-mbert quantize` makes, scored with --int8.
+QUANTIZED = ("int8", "bf16")
 LORA_LR_SCALE = float(LORA.get("learn_rate_scale", 10.0))  # LoRA.v1's default
 
 
@@ -291,7 +293,7 @@ def run_spacy_system(
     int8: bool = False,
 ) -> dict:
     """Train ``system`` on ``train`` and predict ``test_texts`` with its final model (and, with
-    ``int8``, with that model after ``spacy-mbert quantize``)."""
+    ``int8``, with that model after ``spacy-mbert quantize --dtype int8`` and ``--dtype bf16``)."""
     import spacy
 
     from spacy_mbert.tokenizer import MultilingualTokenizer
@@ -317,9 +319,10 @@ def run_spacy_system(
     if int8:
         from spacy_mbert.encoder.quantize import quantize_pipeline
 
-        quantize_pipeline(str(work / "out" / "model-last"), work / "int8")
-        int8_predictions, int8_seconds = predict_spacy(work / "int8", test_texts, batch_size=64)
-        run["int8"] = {"predictions": int8_predictions, "infer_seconds": int8_seconds}
+        for dtype in QUANTIZED:
+            quantize_pipeline(str(work / "out" / "model-last"), work / dtype, dtype=dtype)
+            quantized_predictions, quantized_seconds = predict_spacy(work / dtype, test_texts, batch_size=64)
+            run[dtype] = {"predictions": quantized_predictions, "infer_seconds": quantized_seconds}
     return run
 
 
@@ -452,14 +455,15 @@ def score_run(run: dict, gold: List[Tuple[str, str]], words: int, chars: int) ->
         "words_per_second": words / run["infer_seconds"],
         "chars_per_second": chars / run["infer_seconds"],
     }
-    if "int8" in run:
-        int8 = per_language_accuracy(run["int8"]["predictions"], gold)
-        scores["int8"] = {
-            "accuracy": int8,
-            "average": sum(int8.values()) / len(int8),
-            "infer_seconds": run["int8"]["infer_seconds"],
-            "agreement": sum(a == b for a, b in zip(run["predictions"], run["int8"]["predictions"])) / len(gold),
-        }
+    for dtype in QUANTIZED:
+        if dtype in run:
+            accuracy = per_language_accuracy(run[dtype]["predictions"], gold)
+            scores[dtype] = {
+                "accuracy": accuracy,
+                "average": sum(accuracy.values()) / len(accuracy),
+                "infer_seconds": run[dtype]["infer_seconds"],
+                "agreement": sum(a == b for a, b in zip(run["predictions"], run[dtype]["predictions"])) / len(gold),
+            }
     return scores
 
 
@@ -494,7 +498,7 @@ def main(
         help="Results JSON of earlier runs (same settings) to include in the table, e.g. when systems ran as separate processes.",
     ),
     int8: bool = typer.Option(
-        False, help="Also score each spaCy system's final model after `spacy-mbert quantize` (int8 rows)."
+        False, help="Also score each spaCy system's final model after `spacy-mbert quantize` (int8 and bf16 rows)."
     ),
 ):
     require_dir(data, "SIB-200")
@@ -568,18 +572,22 @@ def write_report(
                 f"{statistics.median(r['chars_per_second'] for r in scores):.0f}",
             ]
         )
-        int8 = [r["int8"] for r in scores if "int8" in r]
-        if int8:
-            rows.append(
-                [f"{SYSTEM_NAMES[system]}, int8 (spacy-mbert quantize)", ",".join(sorted(runs, key=int))]
-                + [_mean_sd([100 * r["accuracy"][lang] for r in int8]) for lang in LANGS]
-                + [
-                    f"**{_mean_sd([100 * r['average'] for r in int8])}**",
-                    "(same model)",
-                    f"{words / statistics.median(r['infer_seconds'] for r in int8):.0f}",
-                    f"{chars / statistics.median(r['infer_seconds'] for r in int8):.0f}",
-                ]
-            )
+        for dtype in QUANTIZED:
+            quantized = [r[dtype] for r in scores if dtype in r]
+            if quantized:
+                rows.append(
+                    [
+                        f"{SYSTEM_NAMES[system]}, the same model after quantize --dtype {dtype}",
+                        ",".join(sorted(runs, key=int)),
+                    ]
+                    + [_mean_sd([100 * r["accuracy"][lang] for r in quantized]) for lang in LANGS]
+                    + [
+                        f"**{_mean_sd([100 * r['average'] for r in quantized])}**",
+                        "",
+                        f"{words / statistics.median(r['infer_seconds'] for r in quantized):.0f}",
+                        f"{chars / statistics.median(r['infer_seconds'] for r in quantized):.0f}",
+                    ]
+                )
     all_seeds = sorted({seed for runs in results.values() for seed in runs}, key=int)
     command = (
         f"python benchmarks/sib200_textcat.py --encoder {encoder} --data {data} --epochs {epochs} "

@@ -320,12 +320,15 @@ def measure_textcat(
     )
 
 
-INT8_SPACY = "spacy-mbert int8 (spacy-mbert quantize)"
+INT8_SPACY = "spacy-mbert int8 (quantize --dtype int8)"
+BF16_SPACY = "spacy-mbert bf16 (quantize --dtype bf16)"
 INT8_RAW = "raw forward int8 + tokenization"
 BF16_RAW = "raw forward bf16 autocast + tokenization"
 
 
-def measure_int8_textcat(nlp, nlp_int8, model, tokenizer, texts: List[str], *, repeats: int) -> Dict[str, List[float]]:
+def measure_int8_textcat(
+    nlp, quantized: Dict[str, object], model, tokenizer, texts: List[str], *, repeats: int
+) -> Dict[str, List[float]]:
     """The quantized pipeline and the quantized raw forward beside the fp32 floor, and bf16 autocast."""
     import copy
 
@@ -339,7 +342,8 @@ def measure_int8_textcat(nlp, nlp_int8, model, tokenizer, texts: List[str], *, r
 
     return alternate(
         {
-            INT8_SPACY: lambda: list(nlp_int8.pipe(texts, batch_size=64)),
+            INT8_SPACY: lambda: list(quantized["int8"].pipe(texts, batch_size=64)),
+            BF16_SPACY: lambda: list(quantized["bf16"].pipe(texts, batch_size=64)),
             "spacy-mbert": lambda: list(nlp.pipe(texts, batch_size=64)),
             INT8_RAW: lambda: forward_windows(model_int8, windows(), 64, pad),
             BF16_RAW: lambda: forward_windows(model, windows(), 64, pad, bf16=True),
@@ -349,15 +353,18 @@ def measure_int8_textcat(nlp, nlp_int8, model, tokenizer, texts: List[str], *, r
     )
 
 
-def quantized_copy(pipeline_dir: Path) -> object:
-    """``spacy-mbert quantize`` of a saved pipeline, loaded."""
+def quantized_copies(pipeline_dir: Path) -> Dict[str, object]:
+    """``spacy-mbert quantize --dtype int8`` and ``bf16`` of a saved pipeline, loaded."""
     import spacy
 
     from spacy_mbert.encoder.quantize import quantize_pipeline
 
-    out = pipeline_dir.with_name(pipeline_dir.name + "-int8")
-    quantize_pipeline(str(pipeline_dir), out)
-    return spacy.load(out)
+    copies = {}
+    for dtype in ("int8", "bf16"):
+        out = pipeline_dir.with_name(f"{pipeline_dir.name}-{dtype}")
+        quantize_pipeline(str(pipeline_dir), out, dtype=dtype)
+        copies[dtype] = spacy.load(out)
+    return copies
 
 
 def qa_questions_pipe(nlp, questions: List[dict]) -> Callable[[], None]:
@@ -701,13 +708,13 @@ def main(
                 }
         if "int8" in wanted and gpu_id < 0:
             print(f"=== {label}: int8 ===", flush=True)
-            nlp_int8 = quantized_copy(cache / f"{label}-textcat")
+            quantized = quantized_copies(cache / f"{label}-textcat")
             res["int8"] = {
                 "texts": len(sentences),
                 "chars": sum(map(len, sentences)),
-                "times": measure_int8_textcat(nlp, nlp_int8, model, tokenizer, sentences, repeats=repeats),
+                "times": measure_int8_textcat(nlp, quantized, model, tokenizer, sentences, repeats=repeats),
             }
-            del nlp_int8
+            del quantized
         if "train" in wanted:
             print(f"=== {label}: train ===", flush=True)
             train_records = read_jsonl(data / "sib200" / "eng_Latn" / "train.jsonl")
@@ -745,13 +752,14 @@ def main(
                 "times": measure_qa(qa_nlp, questions, repeats=repeats, device=device),
             }
             if "int8" in wanted and gpu_id < 0:
-                qa_int8 = quantized_copy(cache / f"{label}-qa")
+                copies = quantized_copies(cache / f"{label}-qa")
                 systems = {
-                    INT8_SPACY: qa_questions_pipe(qa_int8, questions),
+                    INT8_SPACY: qa_questions_pipe(copies["int8"], questions),
+                    BF16_SPACY: qa_questions_pipe(copies["bf16"], questions),
                     "spacy-mbert": qa_questions_pipe(qa_nlp, questions),
                 }
                 res["qa_int8"] = {"questions": len(questions), "times": alternate(systems, repeats)}
-                del qa_int8
+                del copies
             del qa_nlp
         if "translation" in wanted:
             print(f"=== {label}: translation ===", flush=True)
@@ -789,14 +797,16 @@ def main(
 
 
 def int8_accuracy(sib200: Optional[Path], xquad: Optional[Path]) -> dict:
-    """int8_sib200_accuracy_loss and int8_xquad_f1_loss (points, fp32 minus int8) from the accuracy benchmarks' JSON."""
+    """<dtype>_sib200_accuracy_loss and <dtype>_xquad_f1_loss (points, fp32 minus quantized) from the accuracy benchmarks."""
     keys = {}
-    if sib200 is not None:
-        runs = json.loads(sib200.read_text(encoding="utf8"))["results"]["a"].values()
-        keys["int8_sib200_accuracy_loss"] = statistics.mean(100 * (r["average"] - r["int8"]["average"]) for r in runs)
-    if xquad is not None:
-        results = json.loads(xquad.read_text(encoding="utf8"))
-        keys["int8_xquad_f1_loss"] = results["int8"]["f1_loss"]
+    for dtype in ("int8", "bf16"):
+        if sib200 is not None:
+            runs = json.loads(sib200.read_text(encoding="utf8"))["results"]["a"].values()
+            keys[f"{dtype}_sib200_accuracy_loss"] = statistics.mean(
+                100 * (r["average"] - r[dtype]["average"]) for r in runs
+            )
+        if xquad is not None:
+            keys[f"{dtype}_xquad_f1_loss"] = json.loads(xquad.read_text(encoding="utf8"))[dtype]["f1_loss"]
     return keys
 
 
@@ -917,7 +927,9 @@ def headline(results: dict, accuracy: dict) -> dict:
     for label, res in results.items():
         key = encoder_key(label)
         times = {
-            task: {k: _median(v) for k, v in res[task]["times"].items()} for task in res if "times" in res.get(task, {})
+            task: {k: _median(v) for k, v in value["times"].items()}
+            for task, value in res.items()
+            if isinstance(value, dict) and "times" in value
         }
         if "train" in times:
             keys["train_vs_plain_torch"][key] = times["train"][TRAIN_TORCH] / times["train"][TRAIN_SPACY]
@@ -926,8 +938,10 @@ def headline(results: dict, accuracy: dict) -> dict:
             keys["train_peak_rss_vs_plain_torch"][key] = rss[TRAIN_SPACY] / rss[TRAIN_TORCH]
         if "int8" in times:
             keys["int8_vs_fp32_floor"][key] = times["int8"][FLOOR] / times["int8"][INT8_SPACY]
+            keys.setdefault("bf16_vs_fp32_floor", {})[key] = times["int8"][FLOOR] / times["int8"][BF16_SPACY]
         if "qa_int8" in times and key == "e5-small":
             keys["int8_qa_speedup"] = times["qa_int8"]["spacy-mbert"] / times["qa_int8"][INT8_SPACY]
+            keys["bf16_qa_speedup"] = times["qa_int8"]["spacy-mbert"] / times["qa_int8"][BF16_SPACY]
     keys.update(accuracy)
     return keys
 
@@ -1025,8 +1039,8 @@ TASK_NAMES = {
     "qa": "QA (XQuAD)",
     "translation": "translation (Tatoeba)",
     "train": "textcat training",
-    "int8": "textcat int8, SIB-200 sentences",
-    "qa_int8": "QA int8 (XQuAD)",
+    "int8": "textcat int8 / bf16, SIB-200 sentences",
+    "qa_int8": "QA int8 / bf16 (XQuAD)",
 }
 
 

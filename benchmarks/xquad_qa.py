@@ -514,15 +514,18 @@ def main(
 
 
 def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: int) -> None:
-    """F1/EM of a trained pipeline before and after ``spacy-mbert quantize``, and each pass's questions/s."""
+    """F1/EM of a trained pipeline and its ``spacy-mbert quantize`` copies (int8, bf16), and each pass's questions/s."""
     import spacy
 
     from spacy_mbert.encoder.quantize import quantize_pipeline
 
-    quantize_pipeline(str(model_dir), int8_dir)
+    paths = {"fp32": model_dir}
+    for dtype in ("int8", "bf16"):
+        paths[dtype] = int8_dir.with_name(f"{int8_dir.name}-{dtype}")
+        quantize_pipeline(str(model_dir), paths[dtype], dtype=dtype)
     n_questions = sum(len(questions) for questions in tests.values())
     scores = {}
-    for kind, path in (("fp32", model_dir), ("int8", int8_dir)):
+    for kind, path in paths.items():
         print(f"=== {kind}: {path} ===", flush=True)
         nlp = spacy.load(path)
         with stopwatch() as clock:
@@ -534,12 +537,14 @@ def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: in
             "questions_per_second": n_questions / clock["seconds"],
         }
         print(json.dumps({k: v for k, v in scores[kind].items() if k != "languages"}), flush=True)
-    f1_loss = 100 * (scores["fp32"]["f1"] - scores["int8"]["f1"])
-    speedup = scores["int8"]["questions_per_second"] / scores["fp32"]["questions_per_second"]
+    losses = {kind: 100 * (scores["fp32"]["f1"] - scores[kind]["f1"]) for kind in ("int8", "bf16")}
+    speedups = {
+        kind: scores[kind]["questions_per_second"] / scores["fp32"]["questions_per_second"] for kind in ("int8", "bf16")
+    }
     command = f"python benchmarks/xquad_qa.py --int8-of {model_dir} --threads {threads} --name {name}"
     header = ["model", "metric"] + LANGS + ["avg", "questions/s"]
     rows = []
-    for kind in ("fp32", "int8"):
+    for kind in paths:
         for metric in ("f1", "exact"):
             rows.append(
                 [kind if metric == "f1" else "", "F1" if metric == "f1" else "EM"]
@@ -554,16 +559,20 @@ def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: in
         "",
         markdown_table(header, rows),
         "",
-        f"{n_questions} test questions (articles {N_TRAIN_ARTICLES}-47, 12 languages); F1 loss {f1_loss:.2f} points, "
-        f"int8 at {speedup:.2f}x the fp32 questions/s (the two scoring passes one after the other, not alternated; "
-        "benchmarks/speed.py alternates them).",
+        f"{n_questions} test questions (articles {N_TRAIN_ARTICLES}-47, 12 languages). F1 loss against fp32: "
+        + ", ".join(f"{kind} {losses[kind]:.2f} points at {speedups[kind]:.2f}x its questions/s" for kind in losses)
+        + " (the scoring passes one after the other, not alternated; benchmarks/speed.py alternates them).",
         "",
     ]
     write_results(
         name,
         lines,
         machine_info(threads),
-        {"command": command, "int8": {"f1_loss": f1_loss, "speedup": speedup}, "scores": scores},
+        {
+            "command": command,
+            **{kind: {"f1_loss": losses[kind], "speedup": speedups[kind]} for kind in losses},
+            "scores": scores,
+        },
     )
 
 

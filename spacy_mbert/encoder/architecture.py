@@ -42,7 +42,8 @@ from .alignment import align_by_offsets
 from .loading import DEFAULT_ENCODER, load_pretrained
 from .on_base import OnBaseShim, ensure_built, new_task_network, task_network
 from .shim import MBertShim
-from .span_getters import configure_wordpiece_strided_spans
+from .span_getters import WordpieceStridedSpans, configure_wordpiece_strided_spans
+from .tokenize import special_template, tokenize_windows
 from .windows import fit_windows
 
 # Prediction runs windows in length-sorted groups of this many (less padding).
@@ -230,10 +231,18 @@ def forward(model: MBertTransformerModel, docs: List[Doc], is_train: bool) -> Tu
     if hasattr(get_spans, "set_tokenizer"):
         # Set on every call: after spacy.load or a copy, the tokenizer is another object.
         get_spans.set_tokenizer(tokenizer)
-    nested_spans = get_spans(docs)
+    if isinstance(get_spans, WordpieceStridedSpans):
+        nested_spans, doc_pieces = get_spans.spans_and_pieces(docs)
+    else:
+        nested_spans, doc_pieces = get_spans(docs), None
     flat_spans = [span for doc_spans in nested_spans for span in doc_spans]
     maybe_flush_pytorch_cache(chance=model.attrs.get("flush_cache_chance", 0))
-    batch_encoding = huggingface_tokenize(tokenizer, [span.text for span in flat_spans])
+    if getattr(tokenizer, "is_fast", False):
+        # Each doc's wordpieces from the span getter's counting pass, reused (tokenize.py).
+        template = special_template(tokenizer)
+        batch_encoding = tokenize_windows(tokenizer, docs, nested_spans, doc_pieces, template)
+    else:
+        batch_encoding = huggingface_tokenize(tokenizer, [span.text for span in flat_spans])
     wordpieces = WordpieceBatch.from_batch_encoding(batch_encoding)
     if "offset_mapping" in batch_encoding:
         align = align_by_offsets(flat_spans, batch_encoding["offset_mapping"])

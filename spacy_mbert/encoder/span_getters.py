@@ -27,13 +27,14 @@ A single spaCy token with more wordpieces than a window holds (a 3,000-character
 as needed, so none is dropped (see ``spacy_mbert/encoder/windows.py``).
 """
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy
 from spacy.tokens import Doc, Span
 from spacy.util import registry
 
 from ..errors import UserError
+from .tokenize import Pieces
 
 # Windows whose estimated size is within this many wordpieces of the limit are
 # tokenized to check: a token's wordpieces can differ slightly in context
@@ -102,13 +103,19 @@ class WordpieceStridedSpans:
         self._tokenizer, self._max_length, self._n_special = tokenizer, max_length, n_special
 
     def __call__(self, docs: List[Doc]) -> List[List[Span]]:
+        return self.spans_and_pieces(docs)[0]
+
+    def spans_and_pieces(self, docs: List[Doc]) -> Tuple[List[List[Span]], List[Optional[Pieces]]]:
+        """The windows of every doc, and each doc's wordpieces from the counting pass
+        (None where not counted), which ``MBertTransformer`` reuses (``tokenize.py``)."""
         if self._tokenizer is None:
             raise UserError(
                 "spacy-mbert.wordpiece_strided_spans.v1 counts wordpieces with the encoder's tokenizer: use it "
                 "as the get_spans of spacy-mbert.MBertTransformer.v1, which hands the tokenizer over."
             )
-        counts = self._token_counts_batch(docs) if self._max_length is not None else [None] * len(docs)
-        return [self.doc_spans(doc, doc_counts) for doc, doc_counts in zip(docs, counts)]
+        pieces: List[Optional[Pieces]] = [None] * len(docs)
+        counts = self._token_counts_batch(docs, pieces) if self._max_length is not None else [None] * len(docs)
+        return [self.doc_spans(doc, doc_counts) for doc, doc_counts in zip(docs, counts)], pieces
 
     def __getstate__(self):
         # The tokenizer is set again by the transformer before use; not pickled/copied with the getter.
@@ -157,8 +164,11 @@ class WordpieceStridedSpans:
                 following += 1
             start = following
 
-    def _token_counts_batch(self, docs: List[Doc]) -> List[Optional[numpy.ndarray]]:
-        """Wordpieces of each spaCy token, for each doc (None for empty docs).
+    def _token_counts_batch(
+        self, docs: List[Doc], pieces: Optional[List[Optional[Pieces]]] = None
+    ) -> List[Optional[numpy.ndarray]]:
+        """Wordpieces of each spaCy token, for each doc (None for empty docs); with a fast
+        tokenizer, each doc's (ids, offsets) go into ``pieces`` too.
 
         With a fast tokenizer all texts are tokenized in one call (one batch
         in Rust instead of a Python call per doc) and each wordpiece is counted
@@ -176,8 +186,10 @@ class WordpieceStridedSpans:
             encoded = self._tokenizer(
                 [docs[i].text for i in todo], add_special_tokens=False, return_offsets_mapping=True, verbose=False
             )
-            for i, doc_offsets in zip(todo, encoded["offset_mapping"]):
+            for i, doc_ids, doc_offsets in zip(todo, encoded["input_ids"], encoded["offset_mapping"]):
                 doc = docs[i]
+                if pieces is not None:
+                    pieces[i] = (doc_ids, doc_offsets)
                 offsets = numpy.asarray(doc_offsets, dtype="int64").reshape(-1, 2)
                 starts = doc.to_array("IDX").astype("int64")
                 owner = numpy.clip(numpy.searchsorted(starts, offsets[:, 0], side="right") - 1, 0, len(doc) - 1)
