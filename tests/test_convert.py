@@ -662,3 +662,18 @@ def test_corpus_files_convert_with_one_doc_per_record(tmp_path, nlp, folder):
         assert sum(summary["per_lang"].values()) == expected and None not in summary["per_lang"], path
         if multilabel is not None:
             assert summary["multilabel"] is multilabel, path
+
+
+def test_sentiment_corpus_converts_with_balanced_classes_per_language(tmp_path, nlp):
+    """corpus/sentiment: the README's sentiment example converts with its closed label set."""
+    from collections import Counter
+
+    corpus = Path(__file__).resolve().parent.parent / "corpus" / "sentiment"
+    for split in ("train", "dev"):
+        summary = convert(
+            "textcat", corpus / f"{split}.jsonl", tmp_path / f"{split}.spacy", labels_path=corpus / "labels.json", nlp=nlp
+        )
+        assert summary["labels"] == ["negative", "neutral", "positive"]
+        docs = read_back(tmp_path / f"{split}.spacy", nlp)
+        counts = Counter((doc._.lang, max(doc.cats, key=doc.cats.get)) for doc in docs)
+        assert len({lang for lang, _ in counts}) == 6 and len(set(counts.values())) == 1, counts
