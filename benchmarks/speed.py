@@ -22,6 +22,11 @@ One process run, identical inputs, thread count pinned, median over ``--repeats`
                ``Example.from_dict`` + ``nlp.update`` steps as ``spacy train`` runs them
                (configs/textcat.cfg) vs a plain PyTorch loop (tokenizer call + AdamW) over
                ``AutoModelForSequenceClassification``, batches of 32.
+               The training peak RSS of each side is measured too, each in a fresh process
+               (the same imports; spaCy builds and initializes the pipeline as spacy train does).
+  int8         ``spacy-mbert quantize`` pipelines (``--dtype int8`` and ``bf16``) on the SIB-200
+               sentences beside the fp32 pipeline, the int8 and bf16-autocast raw forward and the
+               fp32 floor; with ``qa``, the QA pipeline fp32 vs int8 vs bf16 (CPU only).
   load         ``spacy.load`` vs ``AutoModelForSequenceClassification.from_pretrained`` (+ the
                tokenizer), each in a fresh process: load time, then peak RSS, RSS, PSS and USS
                (``/proc/self/smaps_rollup``) after the load and again after the first forward
