@@ -13,7 +13,9 @@
 - :mod:`.windows`: windows fitted to the encoder's input length;
 - :mod:`.alignment`: token ↔ wordpiece alignment from character offsets;
 - :mod:`.span_getters`: ``spacy-mbert.wordpiece_strided_spans.v1``;
-- :mod:`.rows`: slicing, reordering and joining batch rows of tensors.
+- :mod:`.rows`: slicing, reordering and joining batch rows of tensors;
+- :mod:`.tokenize`: the windows' wordpieces, reusing the span getter's counting pass;
+- :mod:`.quantize`: ``spacy-mbert quantize`` (bf16 and int8 encoders for CPU inference).
 """
 
 from .architecture import MBertTransformer, MBertTransformerModel

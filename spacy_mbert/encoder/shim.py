@@ -1,6 +1,6 @@
 """``MBertShim``: spacy-transformers' HFShim with bounded, length-sorted prediction and checked weights.
 
-Three differences from ``HFShim``:
+The differences from ``HFShim``:
 
 - serialization works for checkpoints whose tokenizer is only a ``tokenizer.json``
   (XLM-R vocabularies such as multilingual-e5), on which spacy-transformers 1.4
@@ -10,7 +10,10 @@ Three differences from ``HFShim``:
   so changed bytes fail with one line instead of loading as other weights;
 - prediction runs the windows of a batch at most ``max_windows_per_pass`` at a
   time, optionally sorted by length (``length_sorted_rows``), so a long doc does
-  not need activation memory in proportion to its length.
+  not need activation memory in proportion to its length;
+- ``finish_update`` hands the whole network to ``spacy-mbert.AdamW.v1`` (one torch
+  AdamW step), and a network converted by ``spacy-mbert quantize`` (``quantized``)
+  is saved and rebuilt that way (quantize.py).
 """
 
 import hashlib
@@ -115,7 +118,7 @@ class MBertShim(HFShim):
         self._grad_scaler.update()
 
     def quantize(self, scheme: str) -> None:
-        """Make the network's linear layers int8 (CPU inference; see quantize.py)."""
+        """Convert the network for ``scheme``: int8 linear layers, or bf16 (autocast at inference; quantize.py)."""
         require_cpu(scheme, self.device, "This encoder")
         network = quantize_network(self._model.eval(), scheme)
         objects = self._hfmodel
