@@ -77,7 +77,9 @@ def qa_on_base(encoder_dir, steps=600):
     return nlp, toy_examples(nlp, 40, 10, seed=1000, exclude=examples)
 
 
-def translator_on_base(encoder_dir, steps=300):
+def translator_on_base(encoder_dir, steps=450):
+    # 450, not 300: with spacy-mbert.AdamW.v1's global-norm clipping the adapter learned
+    # the copy task more slowly; at 300 steps 3-5 of 6 copies, depending on test order.
     nlp = pipeline_from_config(
         "translation",
         encoder_dir,

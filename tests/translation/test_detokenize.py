@@ -72,16 +72,21 @@ def test_empty():
 def test_wordpiece_decode_joins_continuations(tiny_wordpiece_dir):
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_wordpiece_dir))
     assert is_wordpiece(tokenizer)
+    continued = 0
     for text, lang in [
         ("I don't have time today.", "en"),
         ("Wo ist der nächste Bahnhof?", "de"),
         ("Kannst du mir bitte das Salz geben?", "de"),
+        ("Unbelievably enthusiastic lighthouse keepers.", "en"),
         ("我今天有点儿累。", "zh"),
         ("日本語を勉強して二年になります。", "ja"),
     ]:
         ids = tokenizer(text)["input_ids"]
-        assert any(piece.startswith("##") for piece in tokenizer.convert_ids_to_tokens(ids)) or lang in ("zh", "ja")
+        continued += any(piece.startswith("##") for piece in tokenizer.convert_ids_to_tokens(ids))
         assert decode(tokenizer, ids, lang) == text
+    # The tiny vocabulary is trained on corpus/: which words it splits changes with the corpus;
+    # some of these must be split, or the continuation joining is not exercised.
+    assert continued >= 2
 
 
 def test_sentencepiece_decode_is_left_as_is(tiny_unigram_dir):
