@@ -553,7 +553,7 @@ def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: in
                 + [f"{scores[kind]['questions_per_second']:.2f}" if metric == "f1" else ""]
             )
     lines = [
-        "# XQuAD: the trained mbert_qa model, fp32 and int8 (`spacy-mbert quantize`)",
+        "# XQuAD: the trained mbert_qa model, fp32 and after `spacy-mbert quantize` (int8, bf16)",
         "",
         f"Command: `{command}`",
         "",
