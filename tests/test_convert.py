@@ -671,7 +671,11 @@ def test_sentiment_corpus_converts_with_balanced_classes_per_language(tmp_path, 
     corpus = Path(__file__).resolve().parent.parent / "corpus" / "sentiment"
     for split in ("train", "dev"):
         summary = convert(
-            "textcat", corpus / f"{split}.jsonl", tmp_path / f"{split}.spacy", labels_path=corpus / "labels.json", nlp=nlp
+            "textcat",
+            corpus / f"{split}.jsonl",
+            tmp_path / f"{split}.spacy",
+            labels_path=corpus / "labels.json",
+            nlp=nlp,
         )
         assert summary["labels"] == ["negative", "neutral", "positive"]
         docs = read_back(tmp_path / f"{split}.spacy", nlp)
