@@ -42,7 +42,9 @@ FRAMES = [
     "{} again, said the old man.",
 ]
 LABELS = sorted(KEYWORDS)
-TEXTCAT_STEPS = 60
+# 100, not 60: under spacy-mbert.AdamW.v1 (global-norm clipping) 60 steps left the keyword
+# sentence at the end of a 100k-character doc moving "food" the wrong way in one full-suite run.
+TEXTCAT_STEPS = 100
 
 
 def textcat_examples(nlp) -> List[Example]:
