@@ -447,7 +447,7 @@ def main(
     work.mkdir(parents=True, exist_ok=True)
     tests = {lang: questions_of(load_articles(data, lang)[N_TRAIN_ARTICLES:]) for lang in LANGS}
     if int8_of is not None:
-        score_int8(int8_of, work / "int8", tests, name=name, threads=threads)
+        score_int8(int8_of, work / "quantized", tests, name=name, threads=threads)
         return
     if one:
         run_one(
@@ -513,7 +513,7 @@ def main(
     )
 
 
-def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: int) -> None:
+def score_int8(model_dir: Path, quantized_dir: Path, tests, *, name: str, threads: int) -> None:
     """F1/EM of a trained pipeline and its ``spacy-mbert quantize`` copies (int8, bf16), and each pass's questions/s."""
     import spacy
 
@@ -521,7 +521,7 @@ def score_int8(model_dir: Path, int8_dir: Path, tests, *, name: str, threads: in
 
     paths = {"fp32": model_dir}
     for dtype in ("int8", "bf16"):
-        paths[dtype] = int8_dir.with_name(f"{int8_dir.name}-{dtype}")
+        paths[dtype] = quantized_dir / dtype
         quantize_pipeline(str(model_dir), paths[dtype], dtype=dtype)
     n_questions = sum(len(questions) for questions in tests.values())
     scores = {}

@@ -112,6 +112,7 @@ def quantize_pipeline(pipeline: str, output: Path, *, dtype: str = "bf16") -> Li
     """
     import spacy
 
+    from .base import SharedBase
     from .on_base import OnBaseShim
     from .shim import MBertShim
 
@@ -129,7 +130,7 @@ def quantize_pipeline(pipeline: str, output: Path, *, dtype: str = "bf16") -> Li
             for shim in node.shims:
                 if not isinstance(shim, MBertShim) or shim._model is None:
                     continue
-                if isinstance(shim, OnBaseShim) or name == "mbert_base" or type(component).__name__ == "SharedBase":
+                if isinstance(shim, OnBaseShim) or isinstance(component, SharedBase):
                     raise UserError(
                         f"'{name}' runs on the shared base encoder with a LoRA adapter, which quantize does "
                         f"not handle yet; quantize a pipeline whose heads own their encoder (trained with base = null)."
