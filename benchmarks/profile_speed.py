@@ -8,7 +8,8 @@ Run after ``speed.py`` (it profiles the pipelines that ``speed.py`` built in ``-
 
 textcat  ``nlp.pipe`` over the SIB-200 test sentences: total time, time inside the encoder's
          forward pass, the rest; then a cProfile of the rest (garbage collection off).
-train    cProfile of one ``nlp.update`` step of 32 examples with configs/textcat.cfg's optimizer.
+train    cProfile of one training step of 32 examples (``spacy train``'s order: every backward pass,
+         then every component's step) with configs/textcat.cfg's optimizer, after a warm-up step.
 load     ``spacy.load`` time, each in a fresh process, with and without the weights checksum.
 """
 
@@ -102,8 +103,11 @@ def profile_train(nlp, data: Path) -> None:
         ]
         for i in (0, 32)
     ]
-    nlp.update(batches[0], sgd=sgd, drop=0.1)  # warm-up (allocates the optimizer state)
-    print_profile(lambda: nlp.update(batches[1], sgd=sgd, drop=0.1), "tottime", None)
+    from speed import spacy_train_step
+
+    # Steps as spacy train takes them; the warm-up step allocates the optimizer's state.
+    spacy_train_step(nlp, batches[0], sgd)
+    print_profile(lambda: spacy_train_step(nlp, batches[1], sgd), "tottime", None)
 
 
 def profile_load(pipeline: Path, repeats: int) -> None:

@@ -121,6 +121,8 @@ def test_training_steps_like_a_torch_adamw_loop(tiny_wordpiece_dir):
         schedule.step_schedules()
 
     assert torch_loop.clipped >= STEPS // 2  # clipping did its part (the encoder on most steps)
+    # The encoder was stepped by torch's fused kernel (the default on the CPU); the reference by its default path.
+    assert all(group["fused"] for _, _, adamw in optimizer._networks.values() for group in adamw.param_groups)
     reference_state = _encoder(reference).state_dict()
     moved = 0
     for name, value in _encoder(ours).state_dict().items():
@@ -152,7 +154,11 @@ def test_biases_and_layer_norms_are_not_decayed_and_adapters_scale_their_rate():
 
 @pytest.mark.parametrize(
     "setting,message",
-    [({"L2_is_weight_decay": False}, "L2_is_weight_decay = true"), ({"use_averages": True}, "use_averages = false")],
+    [
+        ({"L2_is_weight_decay": False}, "L2_is_weight_decay = true"),
+        ({"use_averages": True}, "use_averages = false"),
+        ({"fused": True, "foreach": True}, "one of fused and foreach"),
+    ],
 )
 def test_settings_it_cannot_honour_give_one_line(setting, message):
     with pytest.raises(UserError, match=message) as error:

@@ -76,3 +76,19 @@ def test_pipeline_without_an_encoder_is_refused_in_one_line(tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(UserError, match="Unknown --dtype"):
         quantize_pipeline(str(tmp_path / "plain"), tmp_path / "out", dtype="fp8")
+
+
+def test_quantized_pipeline_refuses_training_in_one_line(fp32_pipeline, tmp_path):
+    source, texts = fp32_pipeline
+    quantize_pipeline(str(source), tmp_path / "bf16", dtype="bf16")
+    nlp = spacy.load(tmp_path / "bf16")
+    shim = nlp.get_pipe("transformer").model.layers[0].shims[0]
+    linear = shim._model.encoder.layer[0].intermediate.dense
+    assert linear.weight.dtype == torch.bfloat16  # kept in bf16 in memory: no cast in every forward
+    assert shim._model.embeddings.word_embeddings.weight.dtype == torch.float32
+    from spacy.training import Example
+
+    examples = [Example.from_dict(nlp.make_doc(texts[0]), {"cats": dict.fromkeys(nlp.get_pipe("textcat").labels, 0.0)})]
+    with pytest.raises(UserError, match="quantized for inference") as error:
+        nlp.update(examples)
+    assert "\n" not in str(error.value)

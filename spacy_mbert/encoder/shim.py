@@ -95,6 +95,14 @@ class MBertShim(HFShim):
                 outputs.append(super().predict(slice_rows(inputs, start, start + step, n_rows)))
             return concat_rows(outputs)
 
+    def begin_update(self, inputs: ArgsKwargs):
+        if self.quantized is not None:
+            raise UserError(
+                f"This encoder is quantized for inference ({self.quantized}, spacy-mbert quantize) and cannot be "
+                f"trained; train the fp32 pipeline it was made from, then quantize the result."
+            )
+        return super().begin_update(inputs)
+
     def finish_update(self, optimizer) -> None:
         """Step the network with its gradients, then clear them.
 
@@ -244,7 +252,7 @@ class MBertShim(HFShim):
                 if state is None:
                     # pop: the serialized weights are freed as soon as they are read.
                     state = torch.load(BytesIO(msg.pop("state")), map_location=device, weights_only=True)
-                transformer = _build_with_weights(self.model_cls, config, state, quantized=quantized)
+                transformer = _build_with_weights(self.model_cls, config, state, quantized=quantized, device=device)
             except Exception as error:
                 if check is not None:
                     check.verify()  # changed bytes explain a failure best
@@ -285,7 +293,9 @@ def _read_weights_file(check: ChecksumCheck, device) -> Dict[str, torch.Tensor]:
         ) from None
 
 
-def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor], *, quantized: Optional[str] = None):
+def _build_with_weights(
+    model_cls, config, state: Dict[str, torch.Tensor], *, quantized: Optional[str] = None, device="cpu"
+):
     """The network of ``config`` whose parameters *are* the loaded tensors.
 
     Building it normally would first fill every parameter with random values (a
@@ -306,7 +316,7 @@ def _build_with_weights(model_cls, config, state: Dict[str, torch.Tensor], *, qu
         transformer = quantize_network(transformer, quantized)
         transformer.load_state_dict(state)
         return transformer
-    transformer.load_state_dict(loaded_state(state, quantized), assign=True)
+    transformer.load_state_dict(loaded_state(state, quantized, device), assign=True)
     after_load = getattr(model_cls, "after_load", None)
     if after_load is not None:
         after_load(transformer)
