@@ -9,8 +9,9 @@ and LayerNorm weights included. This optimizer keeps thinc's ``Optimizer`` (so
 ``grad_clip`` mean what they mean in ``Adam.v1``, read at every step), and the
 encoder shims (``MBertShim.finish_update``) hand it their whole network instead:
 one ``torch.optim.AdamW`` per network, its fused kernel (one pass over each tensor;
-about 10x torch's default per-tensor path on a CPU), moments and gradients in torch, gradients clipped by their global norm and no weight decay
-on biases and LayerNorm weights, as Hugging Face's ``Trainer`` does.
+about 10x torch's default per-tensor path on a CPU), moments and gradients in torch,
+gradients clipped by their global norm and no weight decay on biases and LayerNorm
+weights, as Hugging Face's ``Trainer`` does.
 
 What a network is: the torch model of one component (the encoder of ``transformer``
 or a QA/translation head with its encoder, or a head's adapter). A listener head's

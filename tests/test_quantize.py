@@ -7,6 +7,7 @@ import numpy
 import pytest
 import spacy
 import torch
+from spacy.training import Example
 
 from spacy_mbert.encoder.quantize import quantize_pipeline
 from spacy_mbert.encoder.weights_file import WEIGHTS_FILE
@@ -78,7 +79,7 @@ def test_pipeline_without_an_encoder_is_refused_in_one_line(tmp_path):
         quantize_pipeline(str(tmp_path / "plain"), tmp_path / "out", dtype="fp8")
 
 
-def test_quantized_pipeline_refuses_training_in_one_line(fp32_pipeline, tmp_path):
+def test_bf16_weights_stay_bf16_in_memory_and_quantized_pipelines_refuse_training(fp32_pipeline, tmp_path):
     source, texts = fp32_pipeline
     quantize_pipeline(str(source), tmp_path / "bf16", dtype="bf16")
     nlp = spacy.load(tmp_path / "bf16")
@@ -86,8 +87,6 @@ def test_quantized_pipeline_refuses_training_in_one_line(fp32_pipeline, tmp_path
     linear = shim._model.encoder.layer[0].intermediate.dense
     assert linear.weight.dtype == torch.bfloat16  # kept in bf16 in memory: no cast in every forward
     assert shim._model.embeddings.word_embeddings.weight.dtype == torch.float32
-    from spacy.training import Example
-
     examples = [Example.from_dict(nlp.make_doc(texts[0]), {"cats": dict.fromkeys(nlp.get_pipe("textcat").labels, 0.0)})]
     with pytest.raises(UserError, match="quantized for inference") as error:
         nlp.update(examples)
