@@ -5,8 +5,8 @@ rewrites every encoder a component owns (``transformer``, ``mbert_qa``,
 ``mbert_translator``); the saved shim records the scheme (``"quantized"``), so
 ``spacy.load`` rebuilds the network that way and nothing is converted again at load.
 
-- ``bf16``: the linear layers' weights are stored, and kept in memory, in bfloat16 (the
-  embeddings and LayerNorms stay fp32) and inference runs under CPU autocast to bfloat16
+- ``bf16``: the linear layers (weights and biases) are stored, and kept in memory, in
+  bfloat16 (the embeddings and LayerNorms stay fp32) and inference runs under CPU autocast to bfloat16
   (matrix products in bf16 with fp32 accumulation, softmax and normalisation in fp32).
   Keeping the weights in bf16 rather than fp32 halves their memory and spares autocast
   casting every weight again in every forward pass (~10% of a pass of sentences on
@@ -55,11 +55,17 @@ def quantize_network(network: torch.nn.Module, scheme: str = INT8_DYNAMIC) -> to
 
 
 def saved_state(network: torch.nn.Module, scheme: Optional[str]) -> Dict[str, torch.Tensor]:
-    """The state dict to save: bf16 stores the linear layers' weights in bfloat16 (what autocast computes with)."""
+    """The state dict to save: bf16 stores the linear layers in bfloat16, as ``quantize_network`` converts them
+    (also for a bf16 network loaded back in fp32 on a GPU)."""
     state = network.state_dict()
     if scheme != BF16:
         return state
-    linear = {f"{name}.weight" for name, module in network.named_modules() if isinstance(module, torch.nn.Linear)}
+    linear = {
+        f"{name}.{param}"
+        for name, module in network.named_modules()
+        if isinstance(module, torch.nn.Linear)
+        for param, _ in module.named_parameters(recurse=False)
+    }
     return {key: value.to(torch.bfloat16) if key in linear else value for key, value in state.items()}
 
 
